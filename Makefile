@@ -1,0 +1,37 @@
+# The two commands: `make demo` (the main job on the embedded data) and `make test`.
+# Both create the virtual environment and install everything they need themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tfprune-installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test lint format bench bench-full docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/tfprune demo --out_dir demo_out
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check tfprune tests bench
+	$(BIN)/ruff check tfprune tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format tfprune tests bench
+	$(BIN)/ruff check --fix tfprune tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q --durations=15
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.overhead
+
+clean:
+	rm -rf $(VENV) demo_out site build *.egg-info .pytest_cache .ruff_cache

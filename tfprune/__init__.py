@@ -1,0 +1,41 @@
+"""tfprune: gradual magnitude pruning for Keras 3, exported to compact LiteRT files.
+
+Importing tfprune loads Keras but not the export stage: `tfprune.export` (TensorFlow Lite
+conversion and the LiteRT interpreter) is imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tfprune import datasets
+from tfprune.callbacks import PruningSummaries, UpdatePruningStep
+from tfprune.prune import prune_low_magnitude, strip_pruning
+from tfprune.registry import PrunableLayer
+from tfprune.report import sparsity_report
+from tfprune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
+from tfprune.wrapper import PruneLowMagnitude
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PrunableLayer",
+    "PruneLowMagnitude",
+    "PruningSchedule",
+    "PruningSummaries",
+    "UpdatePruningStep",
+    "datasets",
+    "export",
+    "prune_low_magnitude",
+    "sparsity_report",
+    "strip_pruning",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "export":
+        return importlib.import_module("tfprune.export")
+    raise AttributeError(f"module 'tfprune' has no attribute {name!r}")

@@ -1,0 +1,199 @@
+"""Callbacks that drive pruning inside `model.fit`: `UpdatePruningStep`, `PruningSummaries`."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import keras
+from keras import ops
+
+from tfprune.prune import pruning_wrappers
+from tfprune.wrapper import PruneLowMagnitude
+
+__all__ = ["UpdatePruningStep", "PruningSummaries"]
+
+
+def _wrappers_of(model: Any) -> list[PruneLowMagnitude]:
+    wrappers = pruning_wrappers(model)
+    if not wrappers:
+        raise ValueError(
+            f"Model '{model.name}' holds no PruneLowMagnitude layer: wrap it with "
+            "tfprune.prune_low_magnitude before training it with UpdatePruningStep."
+        )
+    return wrappers
+
+
+def _layer_sparsity(wrapper: PruneLowMagnitude) -> float:
+    zeros = total = 0
+    for _, m in wrapper.pruned_weights:
+        size = int(ops.size(m))
+        total += size
+        zeros += size - int(ops.sum(ops.cast(m.value, "int64")))
+    return zeros / total if total else 0.0
+
+
+class UpdatePruningStep(keras.callbacks.Callback):
+    """Advances the pruning step and updates the masks at the steps the schedules name.
+
+    Add it to `model.fit` for every model that holds `PruneLowMagnitude` layers; training such a
+    model without it raises an error. All mask work happens here, between training steps and
+    only at update steps; the compiled training step only multiplies weights by masks. The step
+    is counted on the host and written into each wrapper's `pruning_step` variable at updates,
+    at the end of each epoch and of training, and whenever the model is saved, so checkpoints
+    resume exactly.
+
+    With `steps_per_execution=k` the callback runs once per k steps, so an update scheduled
+    inside an execution is applied at the start of the next one (with the schedule's sparsity
+    for that update); when k divides `begin_step` and `frequency` the masks are the same as with
+    k=1. At the end of training any due update is applied, and if training stopped before a
+    schedule's `end_step` a warning says how far each layer is from its target.
+
+    Example (with `fit`):
+
+    >>> import numpy as np, keras, tfprune
+    >>> model = tfprune.prune_low_magnitude(
+    ...     keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]),
+    ...     tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=3, frequency=1))
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> history = model.fit(np.ones((16, 8)), np.ones((16, 4)), batch_size=4, verbose=0,
+    ...                     callbacks=[tfprune.UpdatePruningStep()])
+    >>> int(model.layers[0].pruning_step)
+    4
+
+    In a custom training loop, drive the same methods yourself:
+
+    >>> step = tfprune.UpdatePruningStep()
+    >>> step.set_model(model)
+    >>> step.on_train_begin()
+    >>> for batch in range(2):
+    ...     step.on_train_batch_begin(batch)
+    ...     # ... compute gradients and apply them here ...
+    ...     step.on_train_batch_end(batch)
+    >>> step.on_train_end()
+    >>> int(model.layers[0].pruning_step)
+    6
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wrappers: list[PruneLowMagnitude] = []
+        self._step = 0
+        self._checked = 0
+        self._begin_batch = 0
+
+    @property
+    def step(self) -> int:
+        """The number of training steps done so far (the index of the next step)."""
+        return self._step
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._wrappers = _wrappers_of(self.model)
+        for w in self._wrappers:
+            w._driven = True
+        # One read of the device state per fit; the step lives on the host from here on.
+        self._step = max(
+            w._host_step if w._host_step is not None else int(w.pruning_step)
+            for w in self._wrappers
+        )
+        self._checked = self._step
+
+    def _apply_due(self, upto: int) -> None:
+        """Applies, per wrapper, the latest update scheduled in [self._checked, upto]."""
+        for w in self._wrappers:
+            due = None
+            for t in range(upto, self._checked - 1, -1):
+                update, sparsity = w.pruning_schedule(t)
+                if update:
+                    due = sparsity
+                    break
+            if due is not None:
+                w.update_masks(due, step=self._step)
+        self._checked = upto + 1
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._begin_batch = batch
+        if self._step >= self._checked:
+            self._apply_due(self._step)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        last = batch
+        steps_per_epoch = (self.params or {}).get("steps")
+        if steps_per_epoch:
+            last = min(last, steps_per_epoch - 1)
+        self._step += max(1, last - self._begin_batch + 1)
+        for w in self._wrappers:
+            w._host_step = self._step
+
+    def _write_step(self) -> None:
+        for w in self._wrappers:
+            w.pruning_step.assign(self._step)
+            w._host_step = self._step
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._write_step()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._step - 1 >= self._checked:
+            self._apply_due(self._step - 1)
+        self._write_step()
+        short = []
+        for w in self._wrappers:
+            end = getattr(w.pruning_schedule, "end_step", -1)
+            if end is None or end < 0 or self._step > end:
+                continue
+            target = w.pruning_schedule(end)[1]
+            reached = _layer_sparsity(w)
+            if reached < target - 1e-6:
+                short.append(f"'{w.name}' at {reached:.1%} of {target:.1%}")
+        if short:
+            end = max(w.pruning_schedule.end_step for w in self._wrappers)
+            warnings.warn(
+                f"Pruning target not reached: training stopped after {self._step} steps, "
+                f"{end + 1 - self._step} step(s) before the schedule's end_step={end}; "
+                + ", ".join(short)
+                + ". Train longer (more epochs) or lower end_step.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+
+class PruningSummaries(keras.callbacks.TensorBoard):
+    """TensorBoard callback that also logs the sparsity of every pruned layer.
+
+    Writes, next to Keras's usual TensorBoard scalars, one scalar per wrapper named
+    `pruning/<layer>/sparsity` (the fraction of masked entries over its pruned weights) at the
+    end of every epoch. Use it together with `UpdatePruningStep`.
+
+    Args:
+        log_dir: Directory of the TensorBoard event files.
+        **kwargs: Any other `keras.callbacks.TensorBoard` argument.
+
+    Raises:
+        TypeError: If `log_dir` is not a string or path.
+
+    Example:
+
+    >>> import tempfile, numpy as np, keras, tfprune
+    >>> model = tfprune.prune_low_magnitude(
+    ...     keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]))
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> logs = tempfile.mkdtemp()
+    >>> history = model.fit(np.ones((8, 8)), np.ones((8, 4)), verbose=0, callbacks=[
+    ...     tfprune.UpdatePruningStep(), tfprune.PruningSummaries(logs)])
+    """
+
+    def __init__(self, log_dir: Any, **kwargs: Any) -> None:
+        if not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(
+                "Argument `log_dir` must be a directory path. "
+                f"Received: log_dir={log_dir!r} of type {type(log_dir).__name__}"
+            )
+        super().__init__(log_dir=os.fspath(log_dir), **kwargs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        for w in pruning_wrappers(self.model):
+            logs[f"pruning/{w.name}/sparsity"] = _layer_sparsity(w)
+        super().on_epoch_end(epoch, logs)
