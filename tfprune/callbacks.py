@@ -42,7 +42,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
     only at update steps; the compiled training step only multiplies weights by masks. The step
     is counted on the host and written into each wrapper's `pruning_step` variable at updates,
     at the end of each epoch and of training, and whenever the model is saved, so checkpoints
-    resume exactly.
+    resume exactly. At those points the stored weights are also zeroed where masked (an
+    optimizer with momentum may move masked entries, which the forward pass never sees).
 
     With `steps_per_execution=k` the callback runs once per k steps, so an update scheduled
     inside an execution is applied at the start of the next one (with the schedule's sparsity
@@ -82,6 +83,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._step = 0
         self._checked = 0
         self._begin_batch = 0
+        self._started = False
 
     @property
     def step(self) -> int:
@@ -92,12 +94,17 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._wrappers = _wrappers_of(self.model)
         for w in self._wrappers:
             w._driven = True
+        # Read at the first batch, after callbacks such as BackupAndRestore restored the state.
+        self._started = False
+
+    def _start(self) -> None:
         # One read of the device state per fit; the step lives on the host from here on.
         self._step = max(
             w._host_step if w._host_step is not None else int(w.pruning_step)
             for w in self._wrappers
         )
         self._checked = self._step
+        self._started = True
 
     def _apply_due(self, upto: int) -> None:
         """Applies, per wrapper, the latest update scheduled in [self._checked, upto]."""
@@ -113,6 +120,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._checked = upto + 1
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if not self._started:
+            self._start()
         self._begin_batch = batch
         if self._step >= self._checked:
             self._apply_due(self._step)
@@ -127,14 +136,19 @@ class UpdatePruningStep(keras.callbacks.Callback):
             w._host_step = self._step
 
     def _write_step(self) -> None:
+        # Once an epoch: the step reaches the variables and optimizer momentum that moved
+        # masked (invisible) entries is undone, so the stored weights show the zeros.
         for w in self._wrappers:
-            w.pruning_step.assign(self._step)
             w._host_step = self._step
+            w._bake()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._write_step()
+        if self._started:
+            self._write_step()
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        if not self._started:
+            return
         if self._step - 1 >= self._checked:
             self._apply_due(self._step - 1)
         self._write_step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,8 +123,18 @@ class _Copy:
                 new.set_weights(values)
 
 
+def _call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+    # A wrapper's graph node records `mask=` for it; the layer that replaces it may not take one.
+    if "mask" in kwargs and "mask" not in inspect.signature(layer.call).parameters:
+        kwargs.pop("mask")
+    return layer(*args, **kwargs)
+
+
 def _clone_model(model: keras.Model, copier: _Copy) -> keras.Model:
-    clone = keras.models.clone_model(model, clone_function=copier, recursive=True)
+    call_function = None if isinstance(model, keras.Sequential) else _call
+    clone = keras.models.clone_model(
+        model, clone_function=copier, call_function=call_function, recursive=True
+    )
     copier.fill()
     return clone
 

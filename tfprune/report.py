@@ -50,17 +50,24 @@ class SparsityReport(list):
     def __str__(self) -> str:
         header = ("layer", "weight", "shape", "nonzeros", "sparsity")
         lines = [
-            (r.layer, r.weight, "x".join(map(str, r.shape)) or "()", f"{r.nonzeros:,}",
-             f"{r.sparsity:.2%}")
+            (
+                r.layer,
+                r.weight,
+                "x".join(map(str, r.shape)) or "()",
+                f"{r.nonzeros:,}",
+                f"{r.sparsity:.2%}",
+            )
             for r in self
         ]
         lines.append(("total", "", f"{self.total:,}", f"{self.nonzeros:,}", f"{self.sparsity:.2%}"))
-        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
+
         def fmt(cells: tuple) -> str:
             return "  ".join(
                 str(c).ljust(w) if i < 2 else str(c).rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths))
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
             )
+
         rule = "  ".join("-" * w for w in widths)
         return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
 
@@ -124,3 +131,52 @@ def sparsity_report(model: Any) -> SparsityReport:
                 for w in prunable_weights(layer):
                     report.append(_row(layer.name, w, w.value))
     return report
+
+
+def plot_pruning(model: Any, schedule: Any, steps: int, path: str) -> str:
+    """Writes a PNG: the schedule's sparsity over `steps` and the model's per-layer sparsity.
+
+    Args:
+        model: A pruned or stripped model (its final per-layer sparsity is plotted).
+        schedule: A `PruningSchedule` with sparsity values to plot over steps.
+        steps: Number of training steps to plot.
+        path: Where to write the PNG; written atomically.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ImportError: If matplotlib is not installed (`pip install tfprune[plot]`).
+    """
+    import os
+    import tempfile
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    xs = list(range(steps + 1))
+    ramp = [schedule(t)[1] for t in xs]
+    updates = [t for t in xs if schedule(t)[0]]
+    rows = sparsity_report(model)
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    left.plot(xs, ramp, label="schedule")
+    left.plot(updates, [schedule(t)[1] for t in updates], "o", ms=3, label="mask updates")
+    left.set(xlabel="training step", ylabel="sparsity", title="Sparsity schedule", ylim=(0, 1))
+    left.legend(loc="lower right")
+    names = [f"{r.layer}/{r.weight}" for r in rows]
+    right.barh(names, [r.sparsity for r in rows])
+    right.set(xlabel="sparsity", title="Final sparsity per weight", xlim=(0, 1))
+    right.invert_yaxis()
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path

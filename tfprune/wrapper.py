@@ -145,7 +145,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     @property
     def pruned_weights(self) -> list[tuple[Any, Any]]:
         """`(weight, mask)` pairs of the wrapped layer's pruned variables."""
-        return list(zip(self._pruned, self._masks))
+        return list(zip(self._pruned, self._masks, strict=True))
 
     def call(self, inputs: Any, *args: Any, training: Any = None, mask: Any = None, **kwargs: Any):
         if training is True and not self._driven:
@@ -171,7 +171,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             given = [scope.get_current_value(v) for v in variables]
             outputs = self.layer(inputs, *args, **kwargs)
         # State the layer changed in its call (seed generators, statistics) is written back.
-        for v, before in zip(variables, given):
+        for v, before in zip(variables, given, strict=True):
             after = scope.get_current_value(v)
             if after is not before:
                 v.assign(after)

@@ -1,0 +1,63 @@
+"""Shared fixtures: small real models and a slice of the embedded MNIST sample."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import tfprune
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """512 training and 256 test digits from the embedded sample, as float32 in [0, 1]."""
+    (x, y), (xt, yt) = tfprune.datasets.load_mnist_sample()
+    x = x[:512].astype("float32") / 255.0
+    xt = xt[:256].astype("float32") / 255.0
+    return (x, y[:512]), (xt, yt[:256])
+
+
+def small_mlp(hidden: int = 32) -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(hidden, activation="relu", name="fc1"),
+            keras.layers.Dense(10, name="fc2"),
+        ]
+    )
+
+
+def compile_model(model: keras.Model, **kwargs) -> keras.Model:
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        **kwargs,
+    )
+    return model
+
+
+def masks_of(model: keras.Model) -> list[np.ndarray]:
+    return [
+        keras.ops.convert_to_numpy(m)
+        for w in tfprune.prune.pruning_wrappers(model)
+        for _, m in w.pruned_weights
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    keras.utils.set_random_seed(1234)
+    yield
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path):
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    yield tmp_path
+    os.chdir(old)

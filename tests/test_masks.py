@@ -1,0 +1,90 @@
+"""Exact-k magnitude masks."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from tfprune import masks
+
+
+def as_np(x):
+    return ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (13, 9), (3, 3, 4, 5), (300, 300)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.9, 0.97])
+def test_mask_prunes_exactly_round_s_n_entries(shape, sparsity):
+    w = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    mask = as_np(masks.magnitude_mask(w, sparsity))
+    assert mask.shape == w.shape
+    assert int((mask == 0).sum()) == round(sparsity * w.size)
+
+
+def test_mask_prunes_the_smallest_magnitudes():
+    w = np.random.default_rng(1).standard_normal((50, 40)).astype("float32")
+    mask = as_np(masks.magnitude_mask(w, 0.6))
+    assert np.abs(w[mask == 0]).max() <= np.abs(w[mask == 1]).min()
+
+
+def test_ties_are_broken_by_position_deterministically():
+    w = np.ones((4, 5), dtype="float32")
+    mask = as_np(masks.magnitude_mask(w, 0.5))
+    assert mask.reshape(-1).tolist() == [0.0] * 10 + [1.0] * 10
+
+
+def test_already_pruned_entries_stay_pruned():
+    w = np.random.default_rng(2).standard_normal((100, 100)).astype("float32")
+    first = as_np(masks.magnitude_mask(w, 0.5))
+    second = as_np(masks.magnitude_mask(w * first, 0.8))
+    assert np.all(second[first == 0] == 0)
+
+
+def test_large_weight_uses_selection_and_stays_exact():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((700, 500)).astype("float32")
+    w[:100] = 0.0  # a large block of ties at zero
+    for s in (0.1, 0.5, 0.93):
+        mask = as_np(masks.magnitude_mask(w, s))
+        k = round(s * w.size)
+        assert int((mask == 0).sum()) == k
+        kth = np.sort(np.abs(w).ravel())[k - 1]
+        assert np.all(np.abs(w[mask == 1]) >= kth)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5000, 99_999, 100_000])
+def test_kth_smallest_matches_sort(k):
+    v = np.random.default_rng(4).random(100_000).astype("float32")
+    got = float(as_np(masks.kth_smallest(ops.convert_to_tensor(v), k)))
+    assert got == np.sort(v)[k - 1]
+
+
+def test_kth_smallest_on_skewed_values_falls_back_exactly():
+    v = np.concatenate([np.zeros(90_000), np.linspace(1, 2, 10_000)]).astype("float32")
+    for k in (89_999, 90_000, 90_001, 95_000):
+        assert float(as_np(masks.kth_smallest(ops.convert_to_tensor(v), k))) == np.sort(v)[k - 1]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_weight_raises_with_its_name(bad):
+    w = np.ones((3, 3), dtype="float32")
+    w[1, 1] = bad
+    with pytest.raises(ValueError, match="kernel of fc1.*1 NaN or Inf"):
+        masks.magnitude_mask(w, 0.5, name="kernel of fc1")
+
+
+def test_empty_weight_gives_empty_mask():
+    mask = as_np(masks.magnitude_mask(np.zeros((0, 4), "float32"), 0.5))
+    assert mask.shape == (0, 4)
+
+
+def test_sparsity_out_of_range_raises():
+    with pytest.raises(ValueError, match="Received: sparsity=1.5"):
+        masks.magnitude_mask(np.ones(3, "float32"), 1.5)
+
+
+def test_mask_keeps_weight_dtype():
+    w = np.random.default_rng(5).standard_normal((8, 8)).astype("float16")
+    assert keras.backend.standardize_dtype(masks.magnitude_mask(w, 0.5).dtype) == "float16"
