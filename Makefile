@@ -28,7 +28,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix tfprune tests bench
 
 test: lint
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 --doctest-modules tfprune tests --ignore=tfprune/export
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead

@@ -133,7 +133,7 @@ def test_masks_and_step_survive_save_and_load(name, tmp_path):
     again = loaded.layers[-1]
     assert isinstance(again, tfprune.PruneLowMagnitude)
     assert int(again.pruning_step) == 12
-    for (w0, m0), (w1, m1) in zip(wrapper.pruned_weights, again.pruned_weights, strict=True):
+    for (_, m0), (w1, m1) in zip(wrapper.pruned_weights, again.pruned_weights, strict=True):
         np.testing.assert_array_equal(ops.convert_to_numpy(m0), ops.convert_to_numpy(m1))
         stored = ops.convert_to_numpy(w1)
         assert np.all(stored[ops.convert_to_numpy(m1) == 0] == 0)

@@ -82,7 +82,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._wrappers: list[PruneLowMagnitude] = []
         self._step = 0
         self._checked = 0
-        self._begin_batch = 0
+        self._prev_batch: int | None = None
         self._started = False
 
     @property
@@ -104,6 +104,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
             for w in self._wrappers
         )
         self._checked = self._step
+        self._prev_batch = None
         self._started = True
 
     def _apply_due(self, upto: int) -> None:
@@ -120,20 +121,29 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._checked = upto + 1
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        # Counting happens here, never in on_train_batch_end: overriding that hook would make
+        # Keras convert the logs to Python numbers, a device sync, after every batch.
         if not self._started:
             self._start()
-        self._begin_batch = batch
+        elif self._prev_batch is not None:
+            self._step += batch - self._prev_batch if batch > self._prev_batch else 1
+        self._prev_batch = batch
+        for w in self._wrappers:
+            w._host_step = self._step
         if self._step >= self._checked:
             self._apply_due(self._step)
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        last = batch
+    def _close_execution(self) -> None:
+        """Counts the steps of the last execution, whose end no batch-begin hook saw."""
+        if self._prev_batch is None:
+            return
+        per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
         steps_per_epoch = (self.params or {}).get("steps")
+        last = per_execution
         if steps_per_epoch:
-            last = min(last, steps_per_epoch - 1)
-        self._step += max(1, last - self._begin_batch + 1)
-        for w in self._wrappers:
-            w._host_step = self._step
+            last = max(1, min(per_execution, steps_per_epoch - self._prev_batch))
+        self._step += last
+        self._prev_batch = None
 
     def _write_step(self) -> None:
         # Once an epoch: the step reaches the variables and optimizer momentum that moved
@@ -144,11 +154,13 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self._started:
+            self._close_execution()
             self._write_step()
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if not self._started:
             return
+        self._close_execution()
         if self._step - 1 >= self._checked:
             self._apply_due(self._step - 1)
         self._write_step()
