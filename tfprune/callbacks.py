@@ -47,8 +47,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     With `steps_per_execution=k` the callback runs once per k steps, so an update scheduled
     inside an execution is applied at the start of the next one (with the schedule's sparsity
-    for that update); when k divides `begin_step` and `frequency` the masks are the same as with
-    k=1. At the end of training any due update is applied, and if training stopped before a
+    for that update); when k divides `begin_step`, `frequency`, `end_step` and the steps per
+    epoch, the masks are the same as with k=1. At the end of training any due update is applied, and if training stopped before a
     schedule's `end_step` a warning says how far each layer is from its target.
 
     Example (with `fit`):
@@ -100,7 +100,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def _start(self) -> None:
         # One read of the device state per fit; the step lives on the host from here on.
         self._step = max(
-            w._host_step if w._host_step is not None else int(w.pruning_step)
+            w._host_step if w._host_step is not None else int(ops.convert_to_numpy(w.pruning_step))
             for w in self._wrappers
         )
         self._checked = self._step
