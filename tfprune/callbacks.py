@@ -48,8 +48,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
     With `steps_per_execution=k` the callback runs once per k steps, so an update scheduled
     inside an execution is applied at the start of the next one (with the schedule's sparsity
     for that update); when k divides `begin_step`, `frequency`, `end_step` and the steps per
-    epoch, the masks are the same as with k=1. At the end of training any due update is applied, and if training stopped before a
-    schedule's `end_step` a warning says how far each layer is from its target.
+    epoch, the masks are the same as with k=1. At the end of training any due update is
+    applied, and if training stopped before a schedule's `end_step` a warning says how far each
+    layer is from its target.
 
     Example (with `fit`):
 

@@ -28,24 +28,46 @@ class CommandError(Exception):
 
 
 def _define_demo(fv: flags.FlagValues) -> None:
-    flags.DEFINE_string("out_dir", "demo_out", "Directory for models, LiteRT files, plot.", fv)
-    flags.DEFINE_integer("epochs", 8, "Training epochs of each model.", fv, lower_bound=2)
-    flags.DEFINE_float(
-        "sparsity", 0.9, "Target sparsity of the pruned model.", fv, lower_bound=0, upper_bound=0.99
+    flags.DEFINE_string(
+        "out_dir", "demo_out", "Directory for models, LiteRT files, plot.", flag_values=fv
     )
-    flags.DEFINE_boolean("export", True, "Export and compare LiteRT variants.", fv)
+    flags.DEFINE_integer(
+        "epochs", 8, "Training epochs of each model.", lower_bound=2, flag_values=fv
+    )
+    flags.DEFINE_float(
+        "sparsity",
+        0.9,
+        "Target sparsity of the pruned model.",
+        lower_bound=0,
+        upper_bound=0.99,
+        flag_values=fv,
+    )
+    flags.DEFINE_boolean("export", True, "Export and compare LiteRT variants.", flag_values=fv)
 
 
 def _define_export(fv: flags.FlagValues) -> None:
-    flags.DEFINE_string("output", None, "Path of the .tflite file to write.", fv, short_name="o")
+    flags.DEFINE_string(
+        "output", None, "Path of the .tflite file to write.", short_name="o", flag_values=fv
+    )
     flags.DEFINE_enum(
-        "quantize", "none", ["none", "float16", "dynamic", "int8"], "Quantization mode.", fv
+        "quantize",
+        "none",
+        ["none", "float16", "dynamic", "int8"],
+        "Quantization mode.",
+        flag_values=fv,
     )
     flags.DEFINE_string(
-        "calibration", None, ".npz file with array `x` (and optionally `y`) for int8.", fv
+        "calibration",
+        None,
+        ".npz file with array `x` (and optionally `y`) for int8.",
+        flag_values=fv,
     )
-    flags.DEFINE_boolean("sparse", True, "Store pruned weights sparsely (--no-sparse: dense).", fv)
-    flags.DEFINE_boolean("compare", False, "Export every variant and print one table.", fv)
+    flags.DEFINE_boolean(
+        "sparse", True, "Store pruned weights sparsely (--no-sparse: dense).", flag_values=fv
+    )
+    flags.DEFINE_boolean(
+        "compare", False, "Export every variant and print one table.", flag_values=fv
+    )
 
 
 def _define_report(fv: flags.FlagValues) -> None:
@@ -147,7 +169,8 @@ def _cmd_export(fv: flags.FlagValues, args: Sequence[str]) -> int:
         result = export.to_tflite(
             model, fv.output, quantize=quantize, representative_data=x, sparse=fv.sparse
         )
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, RuntimeError) as e:
+        # VerificationError and ConversionError are RuntimeErrors with a one-line summary.
         raise CommandError(str(e).strip().splitlines()[0]) from e
     print(result)
     return 0

@@ -1,0 +1,234 @@
+"""`tfprune.export.to_tflite`: every mode loads in LiteRT, matches Keras, and fails cleanly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from export_helpers import convnet, digits, fit_briefly, mlp, two_inputs, zero_smallest
+
+import tfprune
+from tfprune.export import ExportResult, VerificationError, to_tflite, verify
+
+MODES = [None, "float16", "dynamic", "int8"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    (x, y), _ = data
+    keras.utils.set_random_seed(7)
+    return zero_smallest(fit_briefly(mlp(sequential=True), x, y))
+
+
+@pytest.fixture(scope="module")
+def exports(model, data, tmp_path_factory):
+    """Every quantize mode, sparse and dense, of the same stripped model."""
+    _, (xt, _) = data
+    out = tmp_path_factory.mktemp("modes")
+    results = {}
+    for quantize in MODES:
+        for sparse in (True, False):
+            path = out / f"{quantize}_{sparse}.tflite"
+            results[quantize, sparse] = to_tflite(
+                model, path, quantize=quantize, representative_data=xt, sparse=sparse
+            )
+    return results
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("quantize", MODES)
+def test_every_mode_loads_runs_and_matches_keras(exports, model, data, quantize, sparse):
+    result = exports[quantize, sparse]
+    _, (xt, _) = data
+    assert os.path.getsize(result.path) == result.bytes
+    assert result.verification.passed
+    assert result.verification.samples == len(xt)
+    lite = verify.run_tflite(result.path, model, [xt])[0]
+    keras_out = model.predict(xt, verbose=0)
+    assert np.mean(lite.argmax(-1) == keras_out.argmax(-1)) >= 0.9
+    if quantize is None:
+        np.testing.assert_allclose(lite, keras_out, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("quantize", MODES)
+def test_sparse_file_is_far_smaller_than_dense(exports, quantize):
+    sparse, dense = exports[quantize, True], exports[quantize, False]
+    assert sparse.bytes < 0.4 * dense.bytes
+
+
+@pytest.mark.parametrize("quantize", MODES)
+def test_dense_float32_bytes_is_the_plain_float32_file(exports, quantize):
+    assert exports[quantize, True].dense_float32_bytes == exports[None, False].bytes
+
+
+def test_result_lists_sparse_weights_and_prints_a_table(exports):
+    result = exports[None, True]
+    weights = [row for row in result.tensors if row.layout.startswith("CSR")]
+    assert sorted(row.shape for row in weights) == [(10, 64), (64, 784)]
+    for row in weights:
+        assert row.sparsity == pytest.approx(0.9, abs=0.002)
+        assert row.bytes < 0.5 * 4 * np.prod(row.shape)
+    text = str(result)
+    assert "CSR idx u8" in text
+    assert "verification: passed" in text
+    assert f"{result.bytes:,} bytes" in text
+    assert isinstance(result, ExportResult)
+
+
+def test_functional_model_exports(data, tmp_path):
+    (x, y), (xt, _) = data
+    model = zero_smallest(fit_briefly(mlp(sequential=False), x, y))
+    result = to_tflite(model, tmp_path / "f.tflite", representative_data=xt)
+    assert result.verification.passed
+    assert any(row.layout.startswith("CSR") for row in result.tensors)
+
+
+@pytest.mark.parametrize("quantize", MODES)
+def test_conv_model_exports_in_every_mode(data, tmp_path, quantize):
+    (x, y), (xt, _) = data
+    keras.utils.set_random_seed(3)
+    model = zero_smallest(fit_briefly(convnet(), x[:512, ..., None], y[:512]))
+    result = to_tflite(
+        model, tmp_path / "c.tflite", quantize=quantize, representative_data=xt[..., None]
+    )
+    assert result.verification.passed
+    conv = [row for row in result.tensors if len(row.shape) == 4]
+    assert conv and all(row.sparsity == pytest.approx(0.9, abs=0.01) for row in conv)
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_multi_input_model_exports(data, tmp_path, quantize):
+    (x, y), (xt, _) = data
+    side = np.random.default_rng(0).random((len(x), 4), dtype=np.float32)
+    model = two_inputs()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit([x, side], y, epochs=1, verbose=0)
+    zero_smallest(model)
+    rows = [xt, side[: len(xt)]]
+    result = to_tflite(model, tmp_path / "m.tflite", quantize=quantize, representative_data=rows)
+    assert result.verification.passed
+    lite = verify.run_tflite(result.path, model, rows)[0]
+    keras_out = model.predict(rows, verbose=0)
+    assert np.mean(lite.argmax(-1) == keras_out.argmax(-1)) >= 0.9
+
+
+def test_integer_inputs_are_verified_with_valid_indices(tmp_path):
+    keras.utils.set_random_seed(9)
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    x = keras.layers.Flatten()(keras.layers.Embedding(50, 8)(tokens))
+    x = keras.layers.Dense(64, activation="relu")(x)
+    model = zero_smallest(keras.Model(tokens, keras.layers.Dense(3)(x)))
+    result = to_tflite(model, tmp_path / "tokens.tflite")
+    assert result.verification.passed
+    rows = np.random.default_rng(1).integers(0, 50, (16, 6)).astype("int32")
+    lite = verify.run_tflite(result.path, model, [rows])[0]
+    np.testing.assert_allclose(lite, model.predict(rows, verbose=0), atol=1e-4, rtol=1e-4)
+
+
+def test_pruned_model_is_stripped_before_export(data, tmp_path):
+    (x, y), (xt, _) = data
+    schedule = tfprune.ConstantSparsity(0.9, begin_step=0, frequency=1)
+    pruned = tfprune.prune_low_magnitude(mlp(sequential=False), schedule)
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.UpdatePruningStep()])
+    result = to_tflite(pruned, tmp_path / "p.tflite", representative_data=xt)
+    assert result.verification.passed
+    weights = [row for row in result.tensors if row.layout.startswith("CSR")]
+    assert len(weights) == 2
+    assert all(row.sparsity == pytest.approx(0.9, abs=0.002) for row in weights)
+    stripped = tfprune.strip_pruning(pruned)
+    lite = verify.run_tflite(result.path, stripped, [xt])[0]
+    np.testing.assert_allclose(lite, stripped.predict(xt, verbose=0), atol=1e-4, rtol=1e-4)
+
+
+def test_failed_verification_raises_and_leaves_no_file(model, tmp_path, monkeypatch):
+    monkeypatch.setitem(verify.TOLERANCES, None, -1.0)
+    path = tmp_path / "never.tflite"
+    with pytest.raises(VerificationError, match="beyond the bound"):
+        to_tflite(model, path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_verify_false_skips_the_check(model, tmp_path, monkeypatch):
+    monkeypatch.setitem(verify.TOLERANCES, None, -1.0)
+    result = to_tflite(model, tmp_path / "unchecked.tflite", verify=False)
+    assert result.verification is None
+    assert "verification: skipped" in str(result)
+    assert os.path.exists(result.path)
+
+
+@pytest.mark.parametrize("quantize", ["foo", "INT8", ""])
+def test_unknown_quantize_is_a_value_error(model, tmp_path, quantize):
+    with pytest.raises(ValueError, match=f"Received: quantize={quantize!r}"):
+        to_tflite(model, tmp_path / "x.tflite", quantize=quantize)
+
+
+def test_non_string_quantize_is_a_type_error(model, tmp_path):
+    with pytest.raises(TypeError, match="Received: quantize=8"):
+        to_tflite(model, tmp_path / "x.tflite", quantize=8)
+
+
+def test_int8_without_representative_data_is_a_value_error(model, tmp_path):
+    with pytest.raises(ValueError, match="Received: representative_data=None"):
+        to_tflite(model, tmp_path / "x.tflite", quantize="int8")
+    assert os.listdir(tmp_path) == []
+
+
+def test_representative_data_of_the_wrong_shape_is_a_value_error(model, tmp_path):
+    with pytest.raises(ValueError, match=r"representative_data.*\(28, 28\)"):
+        to_tflite(model, tmp_path / "x.tflite", representative_data=np.zeros((4, 27, 28)))
+
+
+@pytest.mark.parametrize("argument", ["sparse", "verify"])
+def test_non_bool_flags_are_type_errors(model, tmp_path, argument):
+    with pytest.raises(TypeError, match=f"Received: {argument}='yes'"):
+        to_tflite(model, tmp_path / "x.tflite", **{argument: "yes"})
+
+
+def test_missing_directory_is_a_clear_error(model, tmp_path):
+    path = tmp_path / "missing" / "x.tflite"
+    with pytest.raises(ValueError, match="does not exist"):
+        to_tflite(model, path)
+
+
+def test_path_under_a_file_is_a_clear_error(model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="Received: path="):
+        to_tflite(model, blocker / "x.tflite")
+
+
+def test_non_model_is_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match="keras.Model"):
+        to_tflite("model.keras", tmp_path / "x.tflite")
+
+
+def test_importing_export_loads_neither_conversion_nor_interpreter():
+    code = (
+        "import sys, tfprune.export; "
+        "print(any(m in sys.modules for m in "
+        "('tfprune.export.convert', 'ai_edge_litert.interpreter')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_lenet_at_90_percent_meets_the_size_goals(tmp_path):
+    from bench.export import train_pruned
+
+    stripped, (x, _), _ = train_pruned(epochs=1, sparsity=0.9)
+    f32 = to_tflite(stripped, tmp_path / "f32.tflite", representative_data=x[:256])
+    i8 = to_tflite(stripped, tmp_path / "i8.tflite", quantize="int8", representative_data=x[:256])
+    assert f32.bytes <= 140_000
+    assert i8.bytes <= 70_000
+    assert f32.verification.passed and i8.verification.passed

@@ -1,0 +1,149 @@
+"""Keras 3 model -> TFLite flatbuffer bytes, through a SavedModel, with optional quantization."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from tfprune.export.result import ConversionError
+
+QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
+
+# Calibration needs only a few hundred samples; more costs time without moving the ranges.
+_MAX_CALIBRATION_SAMPLES = 256
+
+
+def check_quantize(quantize: object) -> None:
+    """Raises if `quantize` is not one of the supported modes."""
+    if quantize is not None and not isinstance(quantize, str):
+        raise TypeError(
+            "Argument `quantize` must be None or a string. "
+            f"Received: quantize={quantize!r} of type {type(quantize).__name__}"
+        )
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(
+            'Argument `quantize` must be one of None, "float16", "dynamic", "int8". '
+            f"Received: quantize={quantize!r}"
+        )
+
+
+def as_input_list(model, data, argument: str = "representative_data") -> list[np.ndarray]:
+    """Normalizes one array (single-input model) or a sequence of arrays (one per input)."""
+    n_inputs = len(model.inputs)
+    if isinstance(data, np.ndarray):
+        arrays = [data]
+    elif isinstance(data, (list, tuple)) and all(hasattr(a, "shape") for a in data):
+        arrays = [np.asarray(a) for a in data]
+    elif hasattr(data, "shape") and hasattr(data, "dtype"):
+        arrays = [np.asarray(data)]
+    else:
+        raise TypeError(
+            f"Argument `{argument}` must be a NumPy array, or a list of arrays (one per model "
+            f"input). Received: {argument} of type {type(data).__name__}"
+        )
+    if len(arrays) != n_inputs:
+        raise ValueError(
+            f"Argument `{argument}` must hold one array per model input ({n_inputs}). "
+            f"Received: {len(arrays)} arrays"
+        )
+    lengths = {len(a) for a in arrays}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(
+            f"Argument `{argument}` must hold arrays with the same, non-zero number of rows. "
+            f"Received: row counts {sorted(lengths)}"
+        )
+    for array, tensor in zip(arrays, model.inputs, strict=True):
+        expected = tuple(tensor.shape[1:])
+        got = tuple(array.shape[1:])
+        if len(got) != len(expected) or any(
+            e is not None and e != g for e, g in zip(expected, got, strict=True)
+        ):
+            raise ValueError(
+                f"Argument `{argument}` has rows of shape {got} where the model input "
+                f"`{tensor.name}` expects {expected}. Received: shape {array.shape}"
+            )
+    return [
+        a if a.dtype == np.dtype(t.dtype) else a.astype(t.dtype)
+        for a, t in zip(arrays, model.inputs, strict=True)
+    ]
+
+
+def input_names(model) -> list[str]:
+    """The TFLite signature input names: the Keras input names, in model order."""
+    return [tensor.name for tensor in model.inputs]
+
+
+def _calibration_samples(model, inputs: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    names = input_names(model)
+    for i in range(min(len(inputs[0]), _MAX_CALIBRATION_SAMPLES)):
+        yield {name: a[i : i + 1] for name, a in zip(names, inputs, strict=True)}
+
+
+def to_flatbuffer(
+    model,
+    *,
+    quantize: str | None = None,
+    representative_data: Sequence[np.ndarray] | None = None,
+    stock_sparsity: bool = False,
+) -> bytes:
+    """Converts a plain Keras model to TFLite bytes with builtin ops only.
+
+    Args:
+        model: A Keras 3 model without pruning wrappers.
+        quantize: One of `QUANTIZE_MODES`. Defaults to None (float32).
+        representative_data: Model inputs as a list of arrays, one per model input, used to
+            calibrate "int8". Defaults to None.
+        stock_sparsity: Whether to ask the converter for its own sparse encoding
+            (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`); used only to compare against it.
+            Defaults to False.
+
+    Returns:
+        The flatbuffer bytes.
+
+    Raises:
+        ConversionError: If the model needs ops outside the TFLite builtin set, or the
+            converter fails for another reason.
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="tfprune-savedmodel-") as saved_dir:
+        # Naming every input after its Keras input fixes the signature's input names and lets
+        # calibration and verification feed inputs by name, whatever order the converter uses.
+        specs = [
+            tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name)
+            for tensor, name in zip(model.inputs, input_names(model), strict=True)
+        ]
+        signature = specs if len(specs) == 1 else [specs]
+        model.export(saved_dir, format="tf_saved_model", verbose=False, input_signature=signature)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
+        optimizations = []
+        if quantize is not None:
+            optimizations.append(tf.lite.Optimize.DEFAULT)
+        if stock_sparsity:
+            optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+        converter.optimizations = optimizations
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            inputs = list(representative_data)
+            converter.representative_dataset = lambda: _calibration_samples(model, inputs)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            with warnings.catch_warnings():
+                # Calibration runs TensorFlow's own (deprecated) interpreter internally; the
+                # warning concerns TensorFlow, not this conversion.
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                return bytes(converter.convert())
+        except Exception as error:  # the converter raises several unrelated classes
+            message = str(error)
+            if "Flex" in message or "SELECT_TF_OPS" in message or "not supported" in message:
+                raise ConversionError(
+                    "The model uses operations that TFLite builtins do not provide (they would "
+                    "need Flex / SELECT_TF_OPS, which tfprune does not emit). Converter said: "
+                    + message.strip().splitlines()[-1]
+                ) from error
+            raise ConversionError(f"TFLite conversion failed: {message.strip()}") from error

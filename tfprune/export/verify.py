@@ -1,0 +1,174 @@
+"""Running a `.tflite` file in the stock LiteRT interpreter and comparing it with Keras."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tfprune.export.result import Verification, VerificationError
+
+# Bounds on max |LiteRT - Keras| / max(1, max |Keras|), per quantization mode. Float32 differs
+# from Keras only by summation order; float16 rounds weights to 11 significant bits; the
+# integer modes round weights (and for "int8" activations) to 8 bits, so they are also held to
+# top-1 agreement with Keras.
+TOLERANCES = {None: 1e-4, "float16": 1e-2, "dynamic": 0.1, "int8": 0.2}
+MIN_TOP1_AGREEMENT = {None: None, "float16": None, "dynamic": 0.9, "int8": 0.9}
+_RANDOM_ROWS = 32
+_MAX_ROWS = 256
+
+# Loads and runs a file once. It runs in a child process because an unreadable sparse layout
+# can kill the process (a division by zero inside DENSIFY) instead of raising.
+_SMOKE_TEST = """
+import sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+runner = Interpreter(model_path=sys.argv[1], num_threads=1).get_signature_runner()
+inputs = {}
+for name, detail in runner.get_input_details().items():
+    shape = [max(int(d), 1) for d in detail["shape"]]
+    inputs[name] = np.zeros(shape, dtype=detail["dtype"])
+runner(**inputs)
+"""
+
+
+def verification_inputs(model, representative_data: list[np.ndarray] | None) -> list[np.ndarray]:
+    """The rows to compare on: up to 256 rows of the representative data, else 32 seeded rows.
+
+    Seeded rows are uniform in [0, 1) for float inputs and 0 or 1 for integer inputs.
+    """
+    if representative_data is not None:
+        return [a[:_MAX_ROWS] for a in representative_data]
+    rng = np.random.default_rng(0)
+    inputs = []
+    for tensor in model.inputs:
+        shape = [_RANDOM_ROWS] + [d if d is not None else 1 for d in tensor.shape[1:]]
+        dtype = np.dtype(tensor.dtype)
+        if np.issubdtype(dtype, np.integer):
+            # Index inputs (an Embedding's, say) are only safe at small values.
+            inputs.append(rng.integers(0, 2, shape).astype(dtype))
+        else:
+            inputs.append(rng.random(shape).astype(dtype))
+    return inputs
+
+
+def smoke_test(path: str) -> None:
+    """Loads and invokes the file once in a child process with the default delegate.
+
+    Raises:
+        VerificationError: If the child fails or dies.
+    """
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _SMOKE_TEST, path], capture_output=True, text=True, timeout=600
+        )
+    except subprocess.TimeoutExpired:
+        raise VerificationError(
+            "The TFLite file did not finish one invoke in LiteRT within 600 seconds."
+        ) from None
+    if child.returncode != 0:
+        lines = [line for line in child.stderr.strip().splitlines() if line.strip()]
+        if child.returncode < 0:
+            reason = f"the interpreter process died with signal {-child.returncode}"
+        else:
+            reason = lines[-1] if lines else f"exit status {child.returncode}"
+        raise VerificationError(
+            f"The TFLite file does not load and run in LiteRT with its default delegate: {reason}"
+        )
+
+
+def _runner(path: str, num_threads: int = 1):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=path, num_threads=num_threads).get_signature_runner()
+
+
+def _ordered_outputs(outputs: dict) -> list[np.ndarray]:
+    # Keras signatures name outputs output_0, output_1, ... in model order.
+    def key(name: str):
+        tail = name.rsplit("_", 1)[-1]
+        return (0, int(tail)) if tail.isdigit() else (1, name)
+
+    return [np.asarray(outputs[name]) for name in sorted(outputs, key=key)]
+
+
+def _signature_inputs(runner, model, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    from tfprune.export.convert import input_names
+
+    expected = input_names(model)
+    names = list(runner.get_input_details())
+    if sorted(names) != sorted(expected):
+        raise VerificationError(
+            f"The TFLite signature inputs {names} are not the model inputs {expected}."
+        )
+    return dict(zip(expected, inputs, strict=True))
+
+
+def run_tflite(path: str, model, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Runs the file on `inputs` (one array per model input) and returns its outputs in order."""
+    runner = _runner(path)
+    return _ordered_outputs(runner(**_signature_inputs(runner, model, inputs)))
+
+
+def keras_outputs(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The Keras model's outputs on `inputs`, as a list of arrays in model order."""
+    outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    if isinstance(outputs, dict):
+        outputs = [outputs[name] for name in model.output_names]
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return [np.asarray(o) for o in outputs]
+
+
+def compare(reference: list[np.ndarray], actual: list[np.ndarray], quantize) -> Verification:
+    """Measures LiteRT outputs against Keras outputs under the bounds for `quantize`."""
+    max_abs = 0.0
+    scale = 1.0
+    agreements = []
+    for ref, got in zip(reference, actual, strict=True):
+        got = got.reshape(ref.shape)
+        max_abs = max(max_abs, float(np.max(np.abs(ref.astype(np.float64) - got))))
+        scale = max(scale, float(np.max(np.abs(ref))))
+        if ref.ndim >= 2 and ref.shape[-1] > 1:
+            agreements.append(float(np.mean(ref.argmax(-1) == got.argmax(-1))))
+    agreement = min(agreements) if agreements else None
+    return Verification(
+        samples=int(reference[0].shape[0]),
+        max_abs_error=max_abs,
+        normalized_error=max_abs / scale,
+        tolerance=TOLERANCES[quantize],
+        top1_agreement=agreement,
+        min_top1_agreement=MIN_TOP1_AGREEMENT[quantize] if agreement is not None else None,
+    )
+
+
+def verify(path: str, model, quantize, inputs: list[np.ndarray]) -> Verification:
+    """Loads `path` in LiteRT (child process first), runs it and checks it against Keras.
+
+    Raises:
+        VerificationError: If the file does not load and run, or breaks a bound.
+    """
+    smoke_test(path)
+    result = compare(keras_outputs(model, inputs), run_tflite(path, model, inputs), quantize)
+    if not result.passed:
+        raise VerificationError(
+            f"The TFLite outputs differ from Keras beyond the bound for quantize={quantize!r}: "
+            f"normalized error {result.normalized_error:.3g} (bound {result.tolerance:g}), "
+            f"top-1 agreement {result.top1_agreement} (bound {result.min_top1_agreement})."
+        )
+    return result
+
+
+def median_latency_us(path: str, model, inputs: list[np.ndarray], repeats: int = 200) -> float:
+    """Median wall time of one single-row invoke, in microseconds (1 thread, default delegate)."""
+    runner = _runner(path)
+    row = _signature_inputs(runner, model, [a[:1] for a in inputs])
+    runner(**row)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(**row)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e6)
