@@ -42,7 +42,7 @@ def test_already_pruned_entries_stay_pruned():
     assert np.all(second[first == 0] == 0)
 
 
-def test_large_weight_uses_selection_and_stays_exact():
+def test_large_weight_with_many_ties_stays_exact():
     rng = np.random.default_rng(3)
     w = rng.standard_normal((700, 500)).astype("float32")
     w[:100] = 0.0  # a large block of ties at zero
@@ -57,14 +57,14 @@ def test_large_weight_uses_selection_and_stays_exact():
 @pytest.mark.parametrize("k", [1, 2, 5000, 99_999, 100_000])
 def test_kth_smallest_matches_sort(k):
     v = np.random.default_rng(4).random(100_000).astype("float32")
-    got = float(as_np(masks.kth_smallest(ops.convert_to_tensor(v), k)))
+    got = float(masks.kth_smallest(v, k))
     assert got == np.sort(v)[k - 1]
 
 
-def test_kth_smallest_on_skewed_values_falls_back_exactly():
+def test_kth_smallest_on_skewed_values_is_exact():
     v = np.concatenate([np.zeros(90_000), np.linspace(1, 2, 10_000)]).astype("float32")
     for k in (89_999, 90_000, 90_001, 95_000):
-        assert float(as_np(masks.kth_smallest(ops.convert_to_tensor(v), k))) == np.sort(v)[k - 1]
+        assert float(masks.kth_smallest(v, k)) == np.sort(v)[k - 1]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -88,3 +88,15 @@ def test_sparsity_out_of_range_raises():
 def test_mask_keeps_weight_dtype():
     w = np.random.default_rng(5).standard_normal((8, 8)).astype("float16")
     assert keras.backend.standardize_dtype(masks.magnitude_mask(w, 0.5).dtype) == "float16"
+
+
+def test_mask_of_a_backend_tensor_matches_numpy():
+    w = np.random.default_rng(6).standard_normal((40, 30)).astype("float32")
+    np.testing.assert_array_equal(
+        masks.magnitude_mask(ops.convert_to_tensor(w), 0.4), masks.magnitude_mask(w, 0.4)
+    )
+
+
+def test_kth_smallest_rejects_out_of_range_rank():
+    with pytest.raises(ValueError, match="Received: k=0"):
+        masks.kth_smallest(np.ones(3, "float32"), 0)

@@ -204,12 +204,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             ValueError: If a weight holds NaN or Inf values.
         """
         for w, m in self.pruned_weights:
-            effective = w.value * ops.cast(m.value, w.dtype)
+            effective = ops.convert_to_numpy(w) * ops.convert_to_numpy(m)
             new = _masks.magnitude_mask(
                 effective, sparsity, name=f"weight '{w.path}' of layer '{self.layer.name}'"
             )
-            m.assign(new)
-            w.assign(effective * ops.cast(new, w.dtype))
+            m.assign(new.astype(effective.dtype))
+            w.assign(effective * new)
         if step is not None:
             self.pruning_step.assign(step)
             self._host_step = int(step)
