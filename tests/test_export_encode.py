@@ -122,7 +122,7 @@ def test_sparse_encoding_never_grows_a_dense_model(tmp_path):
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)])
     sparse = to_tflite(model, tmp_path / "s.tflite", sparse=True)
     dense = to_tflite(model, tmp_path / "d.tflite", sparse=False)
-    assert sparse.bytes == dense.bytes
+    assert sparse.bytes <= dense.bytes
     assert all(row.layout == "dense" for row in sparse.tensors)
 
 

@@ -110,16 +110,24 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def _apply_due(self, upto: int) -> None:
         """Applies, per wrapper, the latest update scheduled in [self._checked, upto]."""
+        due = []
         for w in self._wrappers:
-            due = None
             for t in range(upto, self._checked - 1, -1):
                 update, sparsity = w.pruning_schedule(t)
                 if update:
-                    due = sparsity
+                    due.append((w, sparsity))
                     break
-            if due is not None:
-                w.update_masks(due, step=self._step)
         self._checked = upto + 1
+        if not due:
+            return
+        # The JAX trainer keeps the training state outside the variables between epochs;
+        # its public sync puts it back so that the masks are computed from current weights
+        # (and the next step picks the new masks up). Other backends need nothing.
+        sync = getattr(self.model, "jax_state_sync", None)
+        if callable(sync):
+            sync()
+        for w, sparsity in due:
+            w.update_masks(sparsity, step=self._step)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         # Counting happens here, never in on_train_batch_end: overriding that hook would make

@@ -139,7 +139,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             for w in weights
         ]
         self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), dtype="int64", initializer="zeros", trainable=False
+            name="pruning_step", shape=(), dtype="int32", initializer="zeros", trainable=False
         )
 
     @property

@@ -78,15 +78,17 @@ def _plain_model(model):
 def _encode(
     model, *, quantize: str | None, representative_data, sparse: bool
 ) -> tuple[bytes, bytes]:
-    """Converts and (optionally) sparsifies; returns (file bytes, dense bytes of that mode)."""
-    from tfprune.export import convert, encode, flatbuffer
+    """Converts and (optionally) compacts; returns (file bytes, dense bytes of that mode)."""
+    from tfprune.export import convert, encode, flatbuffer, names, tidy
 
     dense = convert.to_flatbuffer(model, quantize=quantize, representative_data=representative_data)
     if not sparse:
         return dense, dense
     parsed = flatbuffer.read_model(dense)
-    if encode.sparsify(parsed) == 0:
-        return dense, dense
+    # Weights are matched to Keras variables by value, so naming comes before the layouts.
+    names.name_tensors(parsed, model)
+    encode.sparsify(parsed)
+    tidy.tidy(parsed)
     packed = flatbuffer.write_model(parsed)
     return (packed if len(packed) < len(dense) else dense), dense
 

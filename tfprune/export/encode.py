@@ -31,7 +31,6 @@ from tfprune.export import flatbuffer
 # Operators whose input at the given slot is a weight that may be stored sparsely. A float16
 # or dynamic-range weight reaches its consumer through a DEQUANTIZE.
 _WEIGHT_SLOTS = {"FULLY_CONNECTED": 1, "CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "DEQUANTIZE": 0}
-_KERNELS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 _SPARSE_TYPES = (0, 1, 9)  # float32, float16, int8
 # Flatbuffer bytes a sparse tensor adds besides its arrays: the DENSIFY operator, a second
 # tensor table and the sparsity tables. The view layout adds a RESHAPE with its options and
@@ -253,8 +252,6 @@ def sparsify(model) -> int:
                 ordered.append(after[id(op)])
         subgraph.operators = ordered
     if rewritten:
-        _drop_empty_buffers(model)
-        _trim_tables(model)
         _require_runtime(model, _DENSIFY_RUNTIME)
     return rewritten
 
@@ -299,45 +296,3 @@ def _consumed_by_kernel(model, subgraph, t: int) -> bool:
             if flatbuffer.opcode_name(model, op.opcodeIndex) != "DEQUANTIZE":
                 return True
     return False
-
-
-def _drop_empty_buffers(model) -> None:
-    """Points every tensor without data at buffer 0 and removes the other empty buffers."""
-    keep = [0] + [
-        i for i, b in enumerate(model.buffers) if i and b.data is not None and len(b.data)
-    ]
-    new_index = {old: new for new, old in enumerate(keep)}
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            tensor.buffer = new_index.get(tensor.buffer, 0)
-    for entry in model.metadata or []:
-        entry.buffer = new_index[entry.buffer]
-    model.buffers = [model.buffers[i] for i in keep]
-
-
-def _trim_tables(model) -> None:
-    """Removes bytes that carry no information for the runtime or the reader of the file.
-
-    An empty quantization table means the same as none. Names are kept where a reader looks
-    for them: inputs, outputs, and the weights and biases of kernels (which keep the last op of
-    a fused name, such as the BiasAdd a bias feeds). The converter names every other tensor
-    after all the ops it fused ("a/MatMul;a/Relu;a/BiasAdd"); nothing looks those up, and a
-    small model spends more bytes on them than on its biases.
-    """
-    for subgraph in model.subgraphs:
-        keep = set(np.asarray(subgraph.inputs).tolist())
-        keep |= set(np.asarray(subgraph.outputs).tolist())
-        parameters = set()
-        for op in subgraph.operators:
-            if flatbuffer.opcode_name(model, op.opcodeIndex) in _KERNELS:
-                parameters.update(np.asarray(op.inputs).tolist()[1:])
-        for index, tensor in enumerate(subgraph.tensors):
-            q = tensor.quantization
-            if q is not None and (q.scale is None or len(q.scale) == 0) and q.details is None:
-                tensor.quantization = None
-            if index in keep:
-                continue
-            if tensor.sparsity is not None or (index in parameters and tensor.buffer != 0):
-                tensor.name = tensor.name.rsplit(b";", 1)[-1]
-            else:
-                tensor.name = b""
