@@ -1,0 +1,70 @@
+"""Prune, train, save, reload, continue and strip under the backend named by KERAS_BACKEND.
+
+Run by tests/test_backends.py in a child process (the backend is fixed at Keras import time).
+Prints one JSON line with what the parent checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+import keras
+import numpy as np
+
+import tfprune
+
+# Keras itself may load TensorFlow later (clone_model does); tfprune must not on its own.
+TENSORFLOW_AFTER_IMPORT = "tensorflow" in sys.modules
+
+
+def main() -> None:
+    (x, y), (xt, yt) = tfprune.datasets.load_mnist_sample()
+    x, y = x[:512].astype("float32") / 255.0, y[:512]
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    schedule = tfprune.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=13, frequency=4)
+    pruned = tfprune.prune_low_magnitude(model, schedule)
+    pruned.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    fit = dict(batch_size=64, shuffle=False, verbose=0, callbacks=[tfprune.UpdatePruningStep()])
+    pruned.fit(x, y, epochs=1, **fit)
+    path = os.path.join(tempfile.mkdtemp(), "mid.keras")
+    pruned.save(path)
+    again = keras.models.load_model(path)
+    again.fit(x, y, epochs=2, initial_epoch=1, **fit)
+    stripped = tfprune.strip_pruning(again)
+    sample = xt[:16].astype("float32") / 255.0
+    same = np.array_equal(
+        keras.ops.convert_to_numpy(again(sample)), keras.ops.convert_to_numpy(stripped(sample))
+    )
+    report = tfprune.sparsity_report(stripped)
+    print(
+        json.dumps(
+            {
+                "backend": keras.backend.backend(),
+                "sparsity": [row.sparsity for row in report],
+                "zeros": [int(np.prod(row.shape)) - row.nonzeros for row in report],
+                "sizes": [int(np.prod(row.shape)) for row in report],
+                "step": int(keras.ops.convert_to_numpy(again.layers[1].pruning_step)),
+                "strip_identical": bool(same),
+                "tensorflow_imported": TENSORFLOW_AFTER_IMPORT,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The core is keras.ops only: the same pruning job runs under the JAX and PyTorch backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+WORKER = os.path.join(os.path.dirname(__file__), "backend_worker.py")
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow"])
+def test_prune_fit_save_load_strip_on_every_backend(backend):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run(
+        [sys.executable, WORKER], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["backend"] == backend
+    assert result["step"] == 16
+    assert result["zeros"] == [round(0.75 * n) for n in result["sizes"]]
+    assert result["strip_identical"]
+    if backend != "tensorflow":
+        assert not result["tensorflow_imported"]
