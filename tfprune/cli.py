@@ -32,7 +32,7 @@ def _define_demo(fv: flags.FlagValues) -> None:
         "out_dir", "demo_out", "Directory for models, LiteRT files, plot.", flag_values=fv
     )
     flags.DEFINE_integer(
-        "epochs", 8, "Training epochs of each model.", lower_bound=2, flag_values=fv
+        "epochs", 12, "Training epochs of each model.", lower_bound=2, flag_values=fv
     )
     flags.DEFINE_float(
         "sparsity",

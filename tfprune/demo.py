@@ -79,17 +79,17 @@ def _compile(model: keras.Model) -> None:
 
 
 def run_demo(
-    *, epochs: int = 8, target_sparsity: float = 0.9, batch_size: int = 64, seed: int = 0
+    *, epochs: int = 12, target_sparsity: float = 0.9, batch_size: int = 64, seed: int = 0
 ) -> DemoResult:
     """Trains a dense LeNet-300-100 and a pruned copy on the embedded MNIST sample.
 
-    The dense model trains for `epochs // 2` epochs; the pruned copy starts from it and is
-    pruned with the cubic ramp from 0 to `target_sparsity` over the first three quarters of the
-    remaining `epochs - epochs // 2` epochs (every 25 steps), then fine-tuned with frozen masks.
-    The dense baseline gets the same extra epochs, so both see the same training budget.
+    The dense model trains for `epochs // 3` epochs; the pruned copy starts from it and is
+    pruned with the cubic ramp from 0 to `target_sparsity` over the first half of the remaining
+    epochs (masks updated every 10 steps), then fine-tuned with frozen masks. The dense
+    baseline gets the same extra epochs, so both see the same training budget.
 
     Args:
-        epochs: Total epochs of each model. Defaults to 8.
+        epochs: Total epochs of each model. Defaults to 12.
         target_sparsity: Final sparsity of the pruned copy. Defaults to 0.9.
         batch_size: Batch size. Defaults to 64.
         seed: Seed of Keras's random generators. Defaults to 0.
@@ -101,15 +101,15 @@ def run_demo(
     (x_train, y_train), (x_test, y_test) = load_mnist_sample()
     x_train = x_train.astype("float32")
     x_test = x_test.astype("float32")
-    warmup = max(1, epochs // 2)
+    warmup = max(1, epochs // 3)
     rest = max(1, epochs - warmup)
     dense = lenet_300_100()
     _compile(dense)
     dense.fit(x_train, y_train, batch_size=batch_size, epochs=warmup, verbose=0)
 
     steps_per_epoch = int(np.ceil(len(x_train) / batch_size))
-    end_step = max(1, int(0.75 * rest * steps_per_epoch))
-    schedule = PolynomialDecay(0.0, target_sparsity, begin_step=0, end_step=end_step, frequency=25)
+    end_step = max(1, int(0.5 * rest * steps_per_epoch))
+    schedule = PolynomialDecay(0.0, target_sparsity, begin_step=0, end_step=end_step, frequency=10)
     pruned = prune_low_magnitude(dense, schedule)
     _compile(pruned)
     pruned.fit(
