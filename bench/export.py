@@ -1,12 +1,13 @@
 """LeNet-300-100 at 90% sparsity: our LiteRT export against the stock converter's sparse route.
 
-Run as `python -m bench.export`. Trains briefly on the embedded MNIST sample, prunes with
-`tfprune` to 90%, strips, then writes the same stripped model four ways (float32 and int8, each
-by `tfprune.export.to_tflite` and by the stock converter with EXPERIMENTAL_SPARSITY) and prints
-side by side: file bytes, whether the file loads and runs in LiteRT with its default delegate
-(tested in a child process, since a file can crash the interpreter), median single-row latency
-(1 thread, repeats interleaved across files) and test accuracy, next to the information
-floor of the pruned weights.
+Run as `python -m bench.export` (`--model demo` for `tfprune.demo.lenet_300_100()`, which has
+`Rescaling(1/255)` inside and takes raw pixels). Trains briefly on the embedded MNIST sample,
+prunes with `tfprune` to 90%, strips, then writes the same stripped model four ways (float32
+and int8, each by `tfprune.export.to_tflite` and by the stock converter with
+EXPERIMENTAL_SPARSITY) and prints side by side: file bytes, whether the file loads and runs in
+LiteRT with its default delegate (tested in a child process, since a file can crash the
+interpreter), median single-row latency (1 thread, repeats interleaved across files) and test
+accuracy, next to the information floor of the pruned weights.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import keras
 import numpy as np
 
 import tfprune
+import tfprune.demo
 from tfprune.datasets import load_mnist_sample
 from tfprune.export import VerificationError, convert, to_tflite, verify
 
@@ -33,14 +35,21 @@ def lenet_300_100() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name="lenet")
 
 
-def train_pruned(epochs: int, sparsity: float, seed: int = 0):
-    """Dense warm-up, gradual pruning to `sparsity`, fine-tuning; returns the stripped model."""
+MODELS = {"bench": lenet_300_100, "demo": tfprune.demo.lenet_300_100}
+
+
+def train_pruned(epochs: int, sparsity: float, seed: int = 0, model: str = "bench"):
+    """Dense warm-up, gradual pruning to `sparsity`, fine-tuning; returns the stripped model.
+
+    `model` is "bench" (inputs scaled to [0, 1] here) or "demo" (raw pixels; it rescales).
+    """
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_test, y_test) = load_mnist_sample()
-    x_train = x_train.astype("float32") / 255.0
-    x_test = x_test.astype("float32") / 255.0
+    scale = 1.0 if model == "demo" else 255.0
+    x_train = x_train.astype("float32") / scale
+    x_test = x_test.astype("float32") / scale
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model = lenet_300_100()
+    model = MODELS[model]()
     model.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0)
     steps = math.ceil(len(x_train) / 64)
@@ -107,9 +116,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="dense warm-up epochs")
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=500, help="latency repeats per file")
+    parser.add_argument("--model", choices=sorted(MODELS), default="bench")
     args = parser.parse_args()
 
-    stripped, (x_train, _), (x_test, y_test) = train_pruned(args.epochs, args.sparsity)
+    stripped, (x_train, _), (x_test, y_test) = train_pruned(
+        args.epochs, args.sparsity, model=args.model
+    )
     calibration = x_train[:256]
     out = tempfile.mkdtemp(prefix="tfprune-bench-")
     files = {}
@@ -137,7 +149,10 @@ def main() -> None:
     floors = {"float32": information_floor(stripped, 4), "int8": information_floor(stripped, 1)}
 
     report = tfprune.sparsity_report(stripped)
-    print(f"LeNet-300-100, kernels {report.sparsity:.1%} sparse, test rows {len(x_test)}")
+    print(
+        f"LeNet-300-100 ({args.model} model), kernels {report.sparsity:.1%} sparse, "
+        f"test rows {len(x_test)}"
+    )
     columns = ("file", "bytes", "floor", "loads+runs", "latency us", "accuracy")
     header = "{:<38}{:>11}{:>10}  {:<11}{:>11}{:>10}".format(*columns)
     print(header)

@@ -156,13 +156,3 @@ def test_export_that_crashes_the_interpreter_leaves_no_file(layouts_model, tmp_p
     with pytest.raises(VerificationError):
         to_tflite(layouts_model, tmp_path / "crash.tflite")
     assert os.listdir(tmp_path) == []
-
-
-def test_sparse_file_declares_the_runtime_that_has_densify(layouts_model, tmp_path):
-    result = to_tflite(layouts_model, tmp_path / "v.tflite", verify=False)
-    model = flatbuffer.read_model(open(result.path, "rb").read())
-    versions = {
-        bytes(entry.name): bytes(model.buffers[entry.buffer].data).rstrip(b"\0")
-        for entry in model.metadata
-    }
-    assert versions[b"min_runtime_version"] == b"2.2.0"

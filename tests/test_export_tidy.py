@@ -59,11 +59,16 @@ def test_folded_file_keeps_a_dynamic_batch(model, data, tmp_path, rows):
     np.testing.assert_allclose(lite, model.predict(xt[:rows], verbose=0), atol=1e-4, rtol=1e-4)
 
 
-def test_conversion_record_and_description_go_but_the_runtime_version_stays(model, tmp_path):
+def test_metadata_no_runtime_reads_and_the_description_go(model, tmp_path):
     parsed = read(to_tflite(model, tmp_path / "m.tflite").path)
-    assert [entry.name for entry in parsed.metadata] == [b"min_runtime_version"]
+    assert not parsed.metadata
     assert parsed.description is None
     assert [s.signatureKey for s in parsed.signatureDefs] == [b"serving_default"]
+
+
+def test_float16_file_keeps_its_reduced_precision_record(model, tmp_path):
+    parsed = read(to_tflite(model, tmp_path / "m.tflite", quantize="float16").path)
+    assert [entry.name for entry in parsed.metadata] == [b"reduced_precision_support"]
 
 
 def test_dense_export_is_the_converter_file_untouched(model, tmp_path):
@@ -74,7 +79,7 @@ def test_dense_export_is_the_converter_file_untouched(model, tmp_path):
 def test_no_buffer_or_operator_code_is_left_unused(model, tmp_path):
     parsed = read(to_tflite(model, tmp_path / "m.tflite").path)
     tensors = parsed.subgraphs[0].tensors
-    used = {t.buffer for t in tensors} | {e.buffer for e in parsed.metadata}
+    used = {t.buffer for t in tensors} | {e.buffer for e in parsed.metadata or []}
     assert used | {0} == set(range(len(parsed.buffers)))
     codes = {op.opcodeIndex for op in parsed.subgraphs[0].operators}
     assert codes == set(range(len(parsed.operatorCodes)))

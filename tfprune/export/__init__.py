@@ -118,10 +118,13 @@ def to_tflite(
     The model is stripped of pruning wrappers, exported to a SavedModel and converted with
     TFLite builtin operators only (no Flex ops). With `sparse=True`, every weight whose zeros
     make a compressed layout smaller is stored as CSR with the narrowest index types and
-    expanded by a DENSIFY operator when the interpreter prepares; the file loads in the stock
-    interpreter with its default XNNPACK delegate. With `verify=True` the file is loaded and
-    run (first in a child process, so a crash cannot take the caller down) and its outputs are
-    compared with Keras before it is moved into place; nothing is left at `path` on failure.
+    expanded by a DENSIFY operator when the interpreter prepares, and the file is cleared of
+    what the interpreter never reads (the converter's metadata record, Flatten's shape
+    arithmetic, fused op names; weights are named after their Keras variables, such as
+    `fc1/kernel`); it loads in the stock interpreter with its default XNNPACK delegate. With
+    `verify=True` the file is loaded and run (first in a child process, so a crash cannot take
+    the caller down) and its outputs are compared with Keras before it is moved into place;
+    nothing is left at `path` on failure.
 
     Args:
         model: A Keras 3 model, pruned (with `tfprune.PruneLowMagnitude` wrappers) or plain.
@@ -134,7 +137,8 @@ def to_tflite(
             input), rows first. Calibrates "int8" (required there) and is what verification
             runs on; without it verification uses 32 seeded uniform [0, 1) rows.
             Defaults to None.
-        sparse: Whether to store pruned weights in sparse layouts. Defaults to True.
+        sparse: Whether to store pruned weights in sparse layouts and tidy the file;
+            False writes the converter's file as it is. Defaults to True.
         verify: Whether to run the file in LiteRT and compare it with Keras. Defaults to True.
 
     Returns:
@@ -153,7 +157,7 @@ def to_tflite(
 
     >>> result = tfprune.export.to_tflite(stripped_model, "model.tflite")  # doctest: +SKIP
     >>> print(result)  # doctest: +SKIP
-    model.tflite: 139,936 bytes (13.1% of dense float32, 1,069,288 bytes); ...
+    model.tflite: 138,800 bytes (13.0% of dense float32, 1,069,288 bytes); ...
     """
     from tfprune.export import convert, describe, flatbuffer
     from tfprune.export import verify as verification

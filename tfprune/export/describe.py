@@ -122,7 +122,7 @@ def describe_tflite(path: str | os.PathLike) -> str:
     Example:
 
     >>> print(describe_tflite("lenet.tflite"))  # doctest: +SKIP
-    lenet.tflite: 139,936 bytes, 12 operators (DENSIFY x3, FULLY_CONNECTED x3, ...)
+    lenet.tflite: 138,800 bytes, 8 operators (DENSIFY x3, FULLY_CONNECTED x3, RESHAPE x2)
     tensor                       shape    dtype    sparsity  layout                ...
     """
     try:

@@ -38,8 +38,6 @@ _SPARSE_TYPES = (0, 1, 9)  # float32, float16, int8
 _DENSIFY_OVERHEAD = 160
 _VIEW_OVERHEAD = 200
 _MAX_UINT8_DIM = 256
-# The first TFLite release with the DENSIFY operator; the converter writes the same.
-_DENSIFY_RUNTIME = (2, 2, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,24 +249,7 @@ def sparsify(model) -> int:
             if id(op) in after:
                 ordered.append(after[id(op)])
         subgraph.operators = ordered
-    if rewritten:
-        _require_runtime(model, _DENSIFY_RUNTIME)
     return rewritten
-
-
-def _require_runtime(model, version: tuple[int, int, int]) -> None:
-    """Raises the "min_runtime_version" metadata, if present, to at least `version`."""
-    for entry in model.metadata or []:
-        if entry.name != b"min_runtime_version":
-            continue
-        buffer = model.buffers[entry.buffer]
-        text = bytes(np.asarray(buffer.data, dtype=np.uint8)).rstrip(b"\0").decode()
-        current = tuple(int(part) for part in text.split(".") if part.isdigit())
-        if current < version:
-            # The converter pads the string with NULs to 16 bytes; keep the buffer's length.
-            new = ".".join(map(str, version)).encode()
-            padded = new.ljust(max(len(buffer.data), len(new) + 1), b"\0")
-            buffer.data = np.frombuffer(padded, dtype=np.uint8)
 
 
 def _reshape(model, source: int, target: int, shape):

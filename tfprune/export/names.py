@@ -4,9 +4,10 @@ The converter names a tensor after the TensorFlow ops it came from, with name-sc
 (`lenet_300_100_1/fc1_1/MatMul`) that cannot be mapped back to Keras layers by name: `dense_1`
 there may be the layer `dense` or the layer `dense_1`. A weight is therefore matched by value:
 it is named after the Keras variable (`fc1/kernel`) whose values it holds, in the layout of its
-operator, within the rounding of its type. A tensor gets a Keras name only when exactly one
-variable matches it, no other tensor matches that variable, and a single operator reads it;
-otherwise it keeps the last op of its converter name. Every other tensor loses its name.
+operator, within the rounding of its type. A tensor gets a Keras name only when it is not all
+zeros, exactly one variable matches it, no other tensor matches that variable, and a single
+operator reads it; otherwise it keeps the last op of its converter name. Every other tensor
+loses its name.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def _keras_names(model, subgraph, keras_model) -> dict[int, str]:
         if stored is None or readers[t] != 1:
             continue
         values, tolerance = stored
+        if not np.any(values):
+            continue  # zeros identify nothing: the converter also makes them for absent biases
         found = []
         for label, array in labels:
             expected = _keras_layout(op, slot, array)

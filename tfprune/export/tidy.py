@@ -1,12 +1,12 @@
-"""Tidying a converted model: what the runtime never reads goes, the rest gets readable names.
+"""Tidying a converted model: what the interpreter never reads comes out.
 
-The converter's file carries more than the interpreter needs: a CONVERSION_METADATA record
-(converter options, for tooling), a description string, fused op names on every tensor, and
-for `Flatten` a SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE chain that only rebuilds
-`[batch, features]` for the FULLY_CONNECTED behind it, which flattens its input itself. In a
-pruned model whose weights are stored sparsely these are a visible share of the file. Nothing
-here changes a computed value: the graph computes the same outputs, through the same
-signature, and `min_runtime_version` and the signature defs stay.
+The converter's file carries more than the interpreter needs: metadata records for tooling
+(CONVERSION_METADATA, min_runtime_version), a description string, and for `Flatten` a
+SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE chain that only rebuilds `[batch, features]` for the
+FULLY_CONNECTED behind it, which flattens its input itself. In a pruned model whose weights are
+stored sparsely these are a visible share of the file. Nothing here changes a computed value:
+the graph computes the same outputs through the same signature, and the signature defs (which
+`get_signature_runner` reads) stay. Names are `names.py`'s business.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy as np
 
 from tfprune.export import flatbuffer
 
-# Metadata that no runtime reads: the converter's record of its own options.
-_UNREAD_METADATA = (b"CONVERSION_METADATA",)
+# Metadata that no runtime reads: the converter's record of its own options, and the oldest
+# runtime it expects (LiteRT never looks; a runtime without DENSIFY fails to load the file).
+_UNREAD_METADATA = (b"CONVERSION_METADATA", b"min_runtime_version")
 # Only operators that compute shapes or move data are ever removed as unused; an operator
 # outside this list (a variable update, a call, a custom op) may act beyond its outputs.
 _PURE_OPS = (
@@ -197,8 +198,8 @@ def _drop_operator_codes(model) -> None:
 
 
 def drop_unread_metadata(model) -> None:
-    """Removes the CONVERSION_METADATA record and the description (`drop_unused` frees the
-    record's buffer)."""
+    """Removes the metadata no runtime reads and the description (`drop_unused` then frees
+    their buffers)."""
     model.metadata = [e for e in model.metadata or [] if e.name not in _UNREAD_METADATA] or None
     model.description = None
 
