@@ -159,3 +159,9 @@ def test_demo_runs_end_to_end_as_a_console_script(tmp_path):
     assert "int8 sparse" in result.stdout
     names = {p.name for p in tmp_path.iterdir()}
     assert {"lenet_pruned.keras", "pruning.png", "int8_sparse.tflite"} <= names
+
+
+def test_command_help_lists_its_flags(capsys):
+    code, out, _ = run(capsys, "export", "--help")
+    assert code == 0
+    assert "--quantize" in out and "--calibration" in out and "absl.flags" not in out

@@ -218,7 +218,7 @@ def main(argv: Sequence[str]) -> int:
     define(fv)
     rest = ["--nosparse" if a == "--no-sparse" else a for a in argv[2:]]
     if any(a in ("-h", "--help", "--helpshort") for a in rest):
-        print(f"usage: tfprune {command} [flags]\n\n{fv.get_help()}")
+        print(f"usage: tfprune {command} [flags]\n\n{fv.module_help(__name__)}")
         return 0
     try:
         positional = fv([f"tfprune {command}", *rest])[1:]
