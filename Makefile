@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfprune-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format bench bench-full docs clean
+.PHONY: demo test lint format bench bench-full docs notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,18 +20,24 @@ demo: $(STAMP)
 	$(BIN)/tfprune demo --out_dir demo_out
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check tfprune tests bench
-	$(BIN)/ruff check tfprune tests bench
+	$(BIN)/ruff format --check tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
+	$(BIN)/ruff check tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
 
 format: $(STAMP)
-	$(BIN)/ruff format tfprune tests bench
-	$(BIN)/ruff check --fix tfprune tests bench
+	$(BIN)/ruff format tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
+	$(BIN)/ruff check --fix tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
 
 test: lint
-	$(BIN)/python -m pytest -q --durations=15 --doctest-modules tfprune tests --ignore=tfprune/export
+	$(BIN)/python -m pytest -q --durations=15 --doctest-modules tfprune tests
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+notebooks: $(STAMP)
+	$(BIN)/python colab/execute.py
 
 clean:
 	rm -rf $(VENV) demo_out site build *.egg-info .pytest_cache .ruff_cache

@@ -52,7 +52,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
     applied, and if training stopped before a schedule's `end_step` a warning says how far each
     layer is from its target.
 
-    Example (with `fit`):
+    Raises:
+        ValueError: When training starts, if the model holds no `PruneLowMagnitude` layer.
+
+    Example:
 
     >>> import numpy as np, keras, tfprune
     >>> model = tfprune.prune_low_magnitude(
@@ -76,6 +79,13 @@ class UpdatePruningStep(keras.callbacks.Callback):
     >>> step.on_train_end()
     >>> int(model.layers[0].pruning_step)
     6
+    >>> plain = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> plain.compile(optimizer="sgd", loss="mse")
+    >>> plain.fit(np.ones((4, 8)), np.ones((4, 4)), verbose=0,
+    ...           callbacks=[tfprune.UpdatePruningStep()])
+    Traceback (most recent call last):
+    ...
+    ValueError: Model '...' holds no PruneLowMagnitude layer: ...
     """
 
     def __init__(self) -> None:
@@ -217,6 +227,13 @@ class PruningSummaries(keras.callbacks.TensorBoard):
     >>> logs = tempfile.mkdtemp()
     >>> history = model.fit(np.ones((8, 8)), np.ones((8, 4)), verbose=0, callbacks=[
     ...     tfprune.UpdatePruningStep(), tfprune.PruningSummaries(logs)])
+    >>> import os
+    >>> sorted(os.listdir(logs))
+    ['train']
+    >>> tfprune.PruningSummaries(None)
+    Traceback (most recent call last):
+    ...
+    TypeError: Argument `log_dir` must be a directory path. Received: log_dir=None of type NoneType
     """
 
     def __init__(self, log_dir: Any, **kwargs: Any) -> None:

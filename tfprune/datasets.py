@@ -23,11 +23,16 @@ def load_mnist_sample() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray
         `((x_train, y_train), (x_test, y_test))`: `uint8` images of shape `(n, 28, 28)` with values
         in [0, 255] and `int64` labels in [0, 9]; 4,000 training and 1,000 test rows.
 
+    Raises:
+        FileNotFoundError: If the packaged data file is missing (a broken installation).
+
     Example:
 
     >>> (x_train, y_train), (x_test, y_test) = load_mnist_sample()
     >>> x_train.shape, x_test.shape, y_train.dtype.name
     ((4000, 28, 28), (1000, 28, 28), 'int64')
+    >>> int(x_train.max()), sorted(set(y_test.tolist())) == list(range(10))
+    (255, True)
     """
     source = importlib.resources.files("tfprune") / "data" / "mnist_sample_5000.npz"
     with source.open("rb") as f, np.load(f) as data:

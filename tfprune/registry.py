@@ -21,6 +21,10 @@ class PrunableLayer(Protocol):
     A layer that defines `get_prunable_weights()` can be wrapped by `prune_low_magnitude`; it may
     subclass this protocol explicitly (as with tfmot's `PrunableLayer`) or just define the method.
 
+    Raises:
+        TypeError: When the layer is wrapped, if `get_prunable_weights()` returns anything but
+            a list of `keras.Variable`.
+
     Example:
 
     >>> import keras
@@ -33,10 +37,19 @@ class PrunableLayer(Protocol):
     ...         return [self.w]
     >>> isinstance(Scale(), PrunableLayer)
     True
+    >>> import tfprune
+    >>> wrapped = tfprune.prune_low_magnitude(Scale())
+    >>> y = wrapped(keras.ops.ones((2, 3)))
+    >>> [v.name for v in wrapped.non_trainable_weights]
+    ['w_mask', 'pruning_step']
     """
 
     def get_prunable_weights(self) -> list[Any]:
-        """Returns the built layer's variables that pruning may mask."""
+        """Returns the built layer's variables that pruning may mask.
+
+        Returns:
+            A list of the layer's `keras.Variable`s (never biases).
+        """
         ...
 
 

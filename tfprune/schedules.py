@@ -55,6 +55,10 @@ class PruningSchedule(abc.ABC):
     `keras.saving.register_keras_serializable()` so that models that use it load without
     `custom_objects`.
 
+    Raises:
+        TypeError: If the class itself, or a subclass missing `__call__` or `get_config`, is
+            instantiated.
+
     Example:
 
     >>> class Every10(PruningSchedule):
@@ -62,8 +66,12 @@ class PruningSchedule(abc.ABC):
     ...         return step % 10 == 0, 0.5
     ...     def get_config(self):
     ...         return {}
-    >>> Every10()(20)
-    (True, 0.5)
+    >>> Every10()(20), Every10()(21)
+    ((True, 0.5), (False, 0.5))
+    >>> PruningSchedule()
+    Traceback (most recent call last):
+    ...
+    TypeError: Can't instantiate abstract class PruningSchedule...
     """
 
     @abc.abstractmethod

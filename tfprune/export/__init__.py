@@ -155,9 +155,21 @@ def to_tflite(
 
     Example:
 
-    >>> result = tfprune.export.to_tflite(stripped_model, "model.tflite")  # doctest: +SKIP
-    >>> print(result)  # doctest: +SKIP
-    model.tflite: 138,800 bytes (13.0% of dense float32, 1,069,288 bytes); ...
+    >>> import os, tempfile, keras, numpy as np, tfprune
+    >>> model = tfprune.prune_low_magnitude(
+    ...     keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, name="fc")]),
+    ...     tfprune.ConstantSparsity(0.75, begin_step=0))
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> history = model.fit(np.ones((8, 16)), np.ones((8, 8)), verbose=0,
+    ...                     callbacks=[tfprune.UpdatePruningStep()])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
+    >>> result = tfprune.export.to_tflite(model, path)
+    >>> result.path == path, os.path.getsize(path) == result.bytes
+    (True, True)
+    >>> result.verification.passed
+    True
+    >>> [(row.name, row.shape, row.sparsity) for row in result.tensors if row.name == "fc/kernel"]
+    [('fc/kernel', (8, 16), 0.75)]
     """
     from tfprune.export import convert, describe, flatbuffer
     from tfprune.export import verify as verification

@@ -121,9 +121,19 @@ def describe_tflite(path: str | os.PathLike) -> str:
 
     Example:
 
-    >>> print(describe_tflite("lenet.tflite"))  # doctest: +SKIP
-    lenet.tflite: 138,800 bytes, 8 operators (DENSIFY x3, FULLY_CONNECTED x3, RESHAPE x2)
-    tensor                       shape    dtype    sparsity  layout                ...
+    >>> import os, tempfile, keras, tfprune
+    >>> model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, name="fc")])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.tflite")
+    >>> _ = tfprune.export.to_tflite(model, path)
+    >>> lines = describe_tflite(path).splitlines()
+    >>> lines[0].startswith(path + ": ")
+    True
+    >>> lines[1].split()
+    ['tensor', 'shape', 'dtype', 'sparsity', 'layout', 'bytes']
+    >>> describe_tflite(os.path.join(tempfile.mkdtemp(), "missing.tflite"))
+    Traceback (most recent call last):
+    ...
+    ValueError: Cannot read TFLite file: No such file or directory. Received: path=...
     """
     try:
         with open(path, "rb") as f:

@@ -77,6 +77,16 @@ class ExportResult:
         sparse: Whether sparse layouts were allowed.
         tensors: One `TensorRow` per constant tensor in the file.
         verification: The comparison with Keras, or None when `verify=False`.
+
+    Example:
+
+    >>> result = ExportResult(path="m.tflite", bytes=139_936,
+    ...                       dense_float32_bytes=1_069_288, quantize=None, sparse=True,
+    ...                       tensors=(), verification=None)
+    >>> round(result.ratio, 3)
+    0.131
+    >>> print(str(result).splitlines()[0])
+    m.tflite: 139,936 bytes (13.1% of dense float32, 1,069,288 bytes); quantize=None, sparse=True
     """
 
     path: str
