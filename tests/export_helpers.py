@@ -82,3 +82,10 @@ def two_inputs() -> keras.Model:
     x = keras.layers.Dense(48, activation="relu")(x)
     x = keras.layers.Concatenate()([x, keras.layers.Dense(8, activation="relu")(side)])
     return keras.Model([image, side], keras.layers.Dense(10)(x))
+
+
+def stripped_mlp(data, *, sequential: bool, seed: int) -> keras.Model:
+    """A briefly trained `mlp` with 90% of each kernel zeroed, as `strip_pruning` leaves it."""
+    (x, y), _ = data
+    keras.utils.set_random_seed(seed)
+    return zero_smallest(fit_briefly(mlp(sequential=sequential), x, y))

@@ -9,7 +9,15 @@ import sys
 import keras
 import numpy as np
 import pytest
-from export_helpers import convnet, digits, fit_briefly, mlp, two_inputs, zero_smallest
+from export_helpers import (
+    convnet,
+    digits,
+    fit_briefly,
+    mlp,
+    stripped_mlp,
+    two_inputs,
+    zero_smallest,
+)
 
 import tfprune
 from tfprune.export import ExportResult, VerificationError, to_tflite, verify
@@ -24,9 +32,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def model(data):
-    (x, y), _ = data
-    keras.utils.set_random_seed(7)
-    return zero_smallest(fit_briefly(mlp(sequential=True), x, y))
+    return stripped_mlp(data, sequential=True, seed=7)
 
 
 @pytest.fixture(scope="module")

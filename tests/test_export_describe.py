@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import keras
 import pytest
-from export_helpers import digits, fit_briefly, mlp, zero_smallest
+from export_helpers import digits, stripped_mlp
 
 from tfprune.export import compare_variants, describe_tflite, format_compare_table, to_tflite
 from tfprune.export.compare import VARIANTS
@@ -17,9 +16,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def model(data):
-    (x, y), _ = data
-    keras.utils.set_random_seed(21)
-    return zero_smallest(fit_briefly(mlp(sequential=False), x, y))
+    return stripped_mlp(data, sequential=False, seed=21)
 
 
 @pytest.fixture(scope="module")
