@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfprune-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format bench bench-full docs notebooks clean
+.PHONY: demo test lint format bench bench-full bench-overhead bench-export docs notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,18 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q --durations=15 --doctest-modules tfprune tests
 
+# The test extra already holds everything the benchmarks need (tfmot, tf-keras, gensim).
 bench: $(STAMP)
+	$(BIN)/python -m bench --quick
+
+bench-full: $(STAMP)
+	$(BIN)/python -m bench --full
+
+bench-overhead: $(STAMP)
 	$(BIN)/python -m bench.overhead
+
+bench-export: $(STAMP)
+	$(BIN)/python -m bench.export
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

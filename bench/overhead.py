@@ -1,9 +1,10 @@
 """Training overhead of pruning, and the cost of one mask update.
 
 Prints, for LeNet-300-100 and a small CNN on the embedded MNIST sample, the median over
-interleaved repeats of (pruned fit time / dense fit time) for one epoch, with the schedule
-updating masks every 100 steps; then the time of one mask update of a 4096x4096 kernel against
-one `keras.ops.sort` of it. Run: `python -m bench.overhead [--repeats N]`.
+interleaved repeats of (pruned fit time / dense fit time) per epoch (each sample `--epochs`
+epochs long), with the schedule updating masks every 100 steps; then the time of one mask
+update of a 4096x4096 kernel against one `keras.ops.sort` of it.
+Run: `python -m bench.overhead [--repeats N] [--epochs E]`.
 """
 
 from __future__ import annotations
@@ -45,16 +46,16 @@ def _compile(model: keras.Model) -> keras.Model:
     return model
 
 
-def _time_epoch(model, x, y, callbacks) -> float:
+def _time_epoch(model, x, y, callbacks, epochs: int = 1) -> float:
     start = time.perf_counter()
-    model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=callbacks)
-    return time.perf_counter() - start
+    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
+    return (time.perf_counter() - start) / epochs
 
 
-def fit_ratio(make, x, y, repeats: int) -> tuple[float, list[float], float, float]:
+def fit_ratio(make, x, y, repeats: int, epochs: int = 1) -> tuple[float, list[float], float, float]:
     keras.utils.set_random_seed(0)
     dense = _compile(make())
-    steps = repeats * int(np.ceil(len(x) / 64))
+    steps = (repeats + 1) * epochs * int(np.ceil(len(x) / 64))
     schedule = tfprune.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=steps, frequency=100)
     pruned = _compile(tfprune.prune_low_magnitude(make(), schedule))
     callback = tfprune.UpdatePruningStep()
@@ -63,11 +64,11 @@ def fit_ratio(make, x, y, repeats: int) -> tuple[float, list[float], float, floa
     ratios, dense_times, pruned_times = [], [], []
     for r in range(repeats):
         if r % 2 == 0:
-            d = _time_epoch(dense, x, y, [])
-            p = _time_epoch(pruned, x, y, [callback])
+            d = _time_epoch(dense, x, y, [], epochs)
+            p = _time_epoch(pruned, x, y, [callback], epochs)
         else:
-            p = _time_epoch(pruned, x, y, [callback])
-            d = _time_epoch(dense, x, y, [])
+            p = _time_epoch(pruned, x, y, [callback], epochs)
+            d = _time_epoch(dense, x, y, [], epochs)
         ratios.append(p / d)
         dense_times.append(d)
         pruned_times.append(p)
@@ -100,13 +101,22 @@ def mask_update_vs_sort(repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats per model")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved repeats per model")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=3,
+        help="epochs per timed sample (longer samples, less jitter)",
+    )
     args = parser.parse_args()
     (x, y), _ = tfprune.datasets.load_mnist_sample()
-    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {args.repeats} repeats")
+    print(
+        f"keras {keras.__version__}, backend {keras.backend.backend()}, {args.repeats} repeats "
+        f"of {args.epochs} epoch(s) each"
+    )
     print(f"{'model':<16}{'dense s/epoch':>15}{'pruned s/epoch':>16}{'median ratio':>14}  ratios")
     for name, make in (("LeNet-300-100", lenet_300_100), ("small CNN", small_cnn)):
-        median, ratios, d, p = fit_ratio(make, x, y, args.repeats)
+        median, ratios, d, p = fit_ratio(make, x, y, args.repeats, args.epochs)
         spread = " ".join(f"{r:.3f}" for r in ratios)
         print(f"{name:<16}{d:>15.3f}{p:>16.3f}{median:>14.3f}  {spread}")
     mask, sort = mask_update_vs_sort(max(3, args.repeats // 2))

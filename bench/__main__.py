@@ -1,0 +1,353 @@
+"""tfprune against tensorflow-model-optimization, and the paper's claims: `python -m bench`.
+
+`--quick` (the default, `make bench`), `--full` (`make bench-full`) or `--smoke` (tiny settings,
+for the test suite). Starts one worker process per library (`bench.worker`; the tfmot one with
+`TF_USE_LEGACY_KERAS=1` and `tf_keras`, so tfmot is never imported next to Keras 3), sends them
+the same jobs in alternation, measures the exported files in a LiteRT child process
+(`bench.litert`), and writes `RESULTS.md`, `results.json` and PNG plots to `--out` (default
+`bench/`). No network access: the data ship with tfprune (MNIST sample) and gensim (Lee corpus).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import config as presets
+from bench import models, report
+from bench.worker import MARK
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed a job or died."""
+
+
+class Worker:
+    """A running `bench.worker` process, spoken to one JSON line at a time."""
+
+    def __init__(self, library: str, log_dir: str) -> None:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+        if library == "tfmot":
+            env["TF_USE_LEGACY_KERAS"] = "1"
+        else:
+            env.pop("TF_USE_LEGACY_KERAS", None)
+        self.library = library
+        self.log_path = os.path.join(log_dir, f"{library}.log")
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.worker", library],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+
+    def __call__(self, job: str, **arguments):
+        """Runs one job and returns its result; raises `WorkerError` on failure."""
+        start = time.perf_counter()
+        self.process.stdin.write(json.dumps({"job": job, **arguments}) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(MARK):
+                answer = json.loads(line[len(MARK) :])
+                if not answer["ok"]:
+                    raise WorkerError(f"{self.library} worker, job {job}:\n{answer['error']}")
+                log(
+                    f"  {self.library} {job} {arguments.get('model', '')}: "
+                    f"{time.perf_counter() - start:.1f}s"
+                )
+                return answer["result"]
+        raise WorkerError(
+            f"The {self.library} worker died during job {job} (exit status "
+            f"{self.process.wait()}); its log is {self.log_path}"
+        )
+
+    def close(self) -> None:
+        """Closes stdin and waits for the process to end."""
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=120)
+        self.log.close()
+
+
+def tfmot_available() -> bool:
+    """Whether tensorflow-model-optimization and tf_keras can be imported (checked by metadata)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("tensorflow-model-optimization")
+        importlib.metadata.version("tf-keras")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def machine() -> dict:
+    """Where and with what the benchmark ran."""
+    import importlib.metadata
+
+    versions = {}
+    for name in (
+        "tensorflow",
+        "keras",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "gensim",
+        "numpy",
+    ):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu": _cpu_name(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg()[0],
+        "versions": versions,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def log(message: str) -> None:
+    """Progress on stderr, with the elapsed time."""
+    print(f"[{time.perf_counter() - START:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+START = time.perf_counter()
+
+
+def run(cfg: presets.Config, out_dir: str, work: str) -> dict:
+    """Runs every measurement of `cfg`; returns the results as a JSON-ready dict."""
+    workers = {"tfprune": Worker("tfprune", work), "tfmot": Worker("tfmot", work)}
+    libs = list(workers)
+    results: dict = {"config": cfg.as_dict(), "machine": machine()}
+    try:
+        data_path = os.path.join(work, "data.npz")
+        workers["tfprune"]("prepare", path=data_path, **cfg.data_options())
+        results["setup"] = {
+            name: w("setup", data_path=data_path, lstm_units=cfg.lstm_units)
+            for name, w in workers.items()
+        }
+        log("workers ready")
+
+        def pair(turn: int, job: str, **arguments) -> dict:
+            """Runs one job in both workers: concurrently for smoke runs, else one after the
+            other, the first library alternating with `turn`."""
+            order = libs if turn % 2 == 0 else libs[::-1]
+            if not cfg.parallel:
+                return {lib: workers[lib](job, **arguments) for lib in order}
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                futures = {lib: pool.submit(workers[lib], job, **arguments) for lib in order}
+                return {lib: future.result() for lib, future in futures.items()}
+
+        results["mask"] = {lib: [] for lib in libs}
+        for r in range(cfg.mask_repeats):
+            for lib, answer in pair(r, "mask", size=cfg.mask_size).items():
+                results["mask"][lib].append(answer)
+        log("mask update timed")
+
+        results["time"] = {}
+        for model in cfg.time_models:
+            rows = results["time"][model] = {lib: [] for lib in libs}
+            for r in range(cfg.time_repeats):
+                for lib, answer in pair(
+                    r, "time", model=model, index=r, repeats=cfg.time_repeats
+                ).items():
+                    rows[lib].append(answer)
+            log(f"training time of {model} measured")
+
+        results["accuracy"] = {}
+        for i, model in enumerate(cfg.accuracy_models):
+            results["accuracy"][model] = {lib: [] for lib in libs}
+            for seed in cfg.library_seeds:
+                init_path = os.path.join(work, f"init_{model}_{seed}.npz")
+                workers["tfprune"]("init", model=model, seed=seed, path=init_path)
+                answers = pair(
+                    i + seed,
+                    "prune",
+                    model=model,
+                    seed=seed,
+                    sparsities=cfg.targets(model),
+                    init_path=init_path,
+                    keep=[cfg.export_target] if model in cfg.export_models else [],
+                    **cfg.epochs(model),
+                )
+                for lib, summary in answers.items():
+                    results["accuracy"][model][lib].append({"seed": seed, **summary})
+                log(f"accuracy of {model} (seed {seed}) measured")
+
+        files = {}
+        results["export"] = {}
+        for model in cfg.export_models:
+            for lib in libs:
+                answer = workers[lib](
+                    "export",
+                    model=model,
+                    target=cfg.export_target,
+                    out_dir=work,
+                    calibration=cfg.calibration,
+                )
+                for kind, path in answer["paths"].items():
+                    files[path] = {"model": model, "library": lib, "kind": kind}
+        workers["tfmot"].close()
+        measured = litert(data_path, cfg.latency_repeats, list(files))
+        for path, info in files.items():
+            key = f"{info['model']}/{info['library']}/{info['kind']}"
+            results["export"][key] = {**info, "bytes": os.path.getsize(path), **measured[path]}
+        log("exports measured in LiteRT")
+
+        results["paper"] = paper(workers["tfprune"], cfg, work, results)
+        log("paper claims measured")
+    finally:
+        for w in workers.values():
+            w.close()
+    return results
+
+
+def litert(data_path: str, repeats: int, paths: list[str]) -> dict:
+    """Runs `bench.litert` in a child process and returns its per-file measurements."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.litert", data_path, str(repeats), *paths],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1800,
+    )
+    for line in child.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK) :])
+    raise WorkerError(f"bench.litert failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
+
+
+def paper(worker: Worker, cfg: presets.Config, work: str, results: dict) -> dict:
+    """Zhu & Gupta's two claims with tfprune: gradual vs one-shot, large-sparse vs small-dense."""
+    out: dict = {"gradual": {}, "one_shot": {}, "small_dense": []}
+    for model in cfg.paper_models:
+        out["gradual"][model] = [
+            r for r in results["accuracy"][model]["tfprune"] if r["seed"] in cfg.paper_seeds
+        ]
+        out["one_shot"][model] = []
+        for seed in cfg.paper_seeds:
+            init_path = os.path.join(work, f"init_{model}_{seed}.npz")
+            if not os.path.exists(init_path):
+                worker("init", model=model, seed=seed, path=init_path)
+            options = dict(
+                model=model,
+                seed=seed,
+                sparsities=cfg.targets(model),
+                init_path=init_path,
+                **cfg.epochs(model),
+            )
+            if seed not in cfg.library_seeds:
+                out["gradual"][model].append({"seed": seed, **worker("prune", **options)})
+            out["one_shot"][model].append(
+                {"seed": seed, **worker("prune", one_shot=True, **options)}
+            )
+        log(f"gradual vs one-shot on {model} measured")
+    epochs = cfg.epochs("cnn")
+    total = epochs["warmup"] + epochs["ramp"] + epochs["finetune"]
+    for target in cfg.paper_targets:
+        width = models.matching_width(models.cnn_parameters(1.0, target))
+        runs = [
+            worker("dense", model="cnn", width=width, seed=seed, epochs=total)
+            for seed in cfg.paper_seeds
+        ]
+        out["small_dense"].append({"target": target, "width": width, "runs": runs})
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parses the command line, runs the benchmark, writes the report."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--quick",
+        action="store_const",
+        dest="mode",
+        const="quick",
+        help="about 12 minutes on 2 cores (the default)",
+    )
+    mode.add_argument(
+        "--full",
+        action="store_const",
+        dest="mode",
+        const="full",
+        help="more epochs, seeds and repeats",
+    )
+    mode.add_argument(
+        "--smoke",
+        action="store_const",
+        dest="mode",
+        const="smoke",
+        help="tiny settings that check every code path (under a minute)",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(ROOT, "bench"),
+        help="where RESULTS.md, results.json and the plots go",
+    )
+    parser.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="keep the work directory (data, .tflite files, worker logs)",
+    )
+    args = parser.parse_args(argv)
+    cfg = presets.PRESETS[args.mode or "quick"]
+    if not tfmot_available():
+        parser.exit(
+            2,
+            "error: the benchmark compares against tensorflow-model-optimization; "
+            "install the bench extra: pip install -e '.[bench]'\n",
+        )
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="tfprune-bench-")
+    try:
+        results = run(cfg, args.out, work)
+        results["wall_s"] = time.perf_counter() - START
+        results["machine"]["load_average_at_end"] = os.getloadavg()[0]
+        results["command"] = "python -m bench " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        report.write(results, args.out)
+        log(f"wrote {os.path.join(args.out, 'RESULTS.md')}")
+    finally:
+        if args.keep_files:
+            log(f"work files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The three benchmark presets: smoke (tests), quick (`make bench`), full (`make bench-full`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+TARGETS = (0.5, 0.75, 0.9, 0.95)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every size, epoch count, seed and repeat count of one benchmark run.
+
+    `parallel` runs the two workers' jobs at the same time (smoke runs only: it spoils
+    timings). Epochs are per phase of the protocol in `bench.protocol`: dense warm-up, cubic ramp,
+    fine-tuning with frozen masks; `frequency` is the mask-update interval in steps.
+    """
+
+    name: str
+    mnist_train: int = 4000
+    mnist_test: int = 1000
+    mnist_epochs: tuple[int, int, int] = (2, 3, 1)
+    mnist_frequency: int = 10
+    mnist_targets: tuple[float, ...] = TARGETS
+    lstm_vocab: int = 1000
+    lstm_units: int = 64
+    lstm_length: int = 20
+    lstm_train: int | None = None
+    lstm_epochs: tuple[int, int, int] = (1, 1, 1)
+    lstm_frequency: int = 5
+    lstm_targets: tuple[float, ...] = TARGETS
+    accuracy_models: tuple[str, ...] = ("lenet", "cnn", "lstm")
+    library_seeds: tuple[int, ...] = (0,)
+    paper_seeds: tuple[int, ...] = (0, 1)
+    paper_models: tuple[str, ...] = ("lenet", "cnn")
+    paper_targets: tuple[float, ...] = (0.5, 0.75, 0.9)
+    time_models: tuple[str, ...] = ("lenet", "cnn")
+    time_repeats: int = 3
+    export_models: tuple[str, ...] = ("lenet", "cnn")
+    export_target: float = 0.9
+    calibration: int = 256
+    latency_repeats: int = 300
+    mask_size: int = 4096
+    mask_repeats: int = 3
+    parallel: bool = False
+
+    def targets(self, model: str) -> list[float]:
+        """Target sparsities of the accuracy runs of `model`."""
+        return list(self.lstm_targets if model == "lstm" else self.mnist_targets)
+
+    def epochs(self, model: str) -> dict:
+        """Protocol options (`warmup`, `ramp`, `finetune`, `frequency`) for `model`."""
+        lstm = model == "lstm"
+        warmup, ramp, finetune = self.lstm_epochs if lstm else self.mnist_epochs
+        frequency = self.lstm_frequency if lstm else self.mnist_frequency
+        return {"warmup": warmup, "ramp": ramp, "finetune": finetune, "frequency": frequency}
+
+    def data_options(self) -> dict:
+        """Arguments of the worker's `prepare` job."""
+        return {
+            "mnist_train": self.mnist_train,
+            "mnist_test": self.mnist_test,
+            "lstm_vocab": self.lstm_vocab,
+            "lstm_length": self.lstm_length,
+            "lstm_train": self.lstm_train,
+        }
+
+    def as_dict(self) -> dict:
+        """The preset as plain JSON-ready values."""
+        return dataclasses.asdict(self)
+
+
+PRESETS = {
+    "smoke": Config(
+        name="smoke",
+        mnist_train=512,
+        mnist_test=256,
+        mnist_epochs=(1, 1, 0),
+        mnist_frequency=2,
+        mnist_targets=(0.9,),
+        lstm_vocab=200,
+        lstm_units=16,
+        lstm_train=128,
+        lstm_epochs=(0, 1, 0),
+        lstm_frequency=1,
+        lstm_targets=(0.9,),
+        accuracy_models=("lenet", "cnn"),
+        paper_seeds=(0,),
+        paper_models=("cnn",),
+        paper_targets=(0.9,),
+        time_models=("lenet",),
+        time_repeats=1,
+        export_models=("lenet",),
+        calibration=32,
+        latency_repeats=10,
+        mask_size=256,
+        mask_repeats=1,
+        parallel=True,
+    ),
+    "quick": Config(name="quick"),
+    "full": Config(
+        name="full",
+        mnist_epochs=(4, 6, 4),
+        mnist_frequency=25,
+        lstm_vocab=2000,
+        lstm_units=128,
+        lstm_epochs=(3, 4, 3),
+        lstm_frequency=10,
+        library_seeds=(0, 1, 2),
+        paper_seeds=(0, 1, 2, 3, 4),
+        time_models=("lenet", "cnn", "lstm"),
+        time_repeats=7,
+        latency_repeats=2000,
+        mask_repeats=7,
+    ),
+}

@@ -1,0 +1,94 @@
+"""The benchmark's code paths: a smoke run of `python -m bench` with both libraries, and its parts.
+
+The smoke run needs the bench extra (tensorflow-model-optimization, tf-keras, gensim): it
+compares against tfmot in a child process and fails, rather than skips, when tfmot is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from bench import corpus, models, protocol
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {s["library"] for s in results["setup"].values()} == {"tfprune", "tfmot"}
+    for model in ("lenet", "cnn"):
+        for lib in ("tfprune", "tfmot"):
+            (summary,) = results["accuracy"][model][lib]
+            assert 0.0 <= summary["runs"][0]["score"] <= 1.0
+            assert summary["runs"][0]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    exported = {(row["library"], row["kind"]) for row in results["export"].values()}
+    assert exported == {(lib, kind) for lib in ("tfprune", "tfmot") for kind in ("float32", "int8")}
+    assert all(row["bytes"] > 0 for row in results["export"].values())
+    assert all(len(results["mask"][lib]) == 1 for lib in ("tfprune", "tfmot"))
+    report = (tmp_path / "RESULTS.md").read_text()
+    for heading in ("Training time", "Accuracy after pruning", "Exported LiteRT", "(a)", "(b)"):
+        assert heading in report
+    for name in ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("width", [0.25, 0.5, 1.0])
+def test_cnn_parameter_count_matches_keras(width):
+    model = models.cnn(keras, width)
+    assert models.cnn_parameters(width) == model.count_params()
+
+
+def test_matching_width_gives_the_closest_dense_size():
+    target = models.cnn_parameters(1.0, 0.9)
+    width = models.matching_width(target)
+    assert abs(models.cnn_parameters(width) - target) / target < 0.1
+    assert models.cnn_parameters(1.0, 0.5) < models.cnn_parameters(1.0)
+
+
+def test_lenet_and_lstm_build_with_keras_3():
+    assert models.lenet(keras).count_params() == 266_610
+    lm = models.lstm_lm(keras, vocab=50, length=7, units=8, embed=8)
+    assert lm.output_shape == (None, 7, 50)
+
+
+def test_corpus_is_next_word_sequences_from_the_installed_package():
+    (x, y), (xt, yt), vocab = corpus.load_corpus(vocab_size=300, length=10)
+    assert vocab == 300
+    assert x.shape[1] == 10 and x.shape == y.shape and xt.shape == yt.shape
+    assert len(x) > 2000 and len(xt) > 100
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+    assert x.max() < vocab
+
+
+def test_perplexity_of_uniform_logits_is_the_vocabulary_size():
+    class Uniform:
+        def predict(self, x, **kwargs):
+            return np.zeros((*x.shape, 40), dtype="float32")
+
+    x = np.zeros((3, 5), dtype="int32")
+    assert protocol.score(Uniform(), x, x, "lm") == pytest.approx(40.0)
+
+
+@pytest.mark.parametrize("rows,epochs,frequency", [(4000, 3, 10), (512, 1, 2), (100, 1, 7)])
+def test_ramp_ends_on_a_multiple_of_the_frequency(rows, epochs, frequency):
+    end = protocol.ramp_end_step(rows, epochs, frequency)
+    assert end % frequency == 0
+    assert end <= max(frequency, epochs * protocol.steps_per_epoch(rows) - 1)
