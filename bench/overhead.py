@@ -101,7 +101,7 @@ def mask_update_vs_sort(repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=9, help="interleaved repeats per model")
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved repeats per model")
     parser.add_argument(
         "--epochs",
         type=int,
