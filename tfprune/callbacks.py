@@ -94,6 +94,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._step = 0
         self._checked = 0
         self._prev_batch: int | None = None
+        self._groups: dict[int, tuple[Any, list[PruneLowMagnitude]]] = {}
         self._started = False
 
     @property
@@ -109,23 +110,30 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._started = False
 
     def _start(self) -> None:
-        # One read of the device state per fit; the step lives on the host from here on.
-        self._step = max(
-            w._host_step if w._host_step is not None else int(ops.convert_to_numpy(w.pruning_step))
-            for w in self._wrappers
-        )
+        # One read of the device state per fit; the step lives on the host from here on, and
+        # the wrappers read it from here when they are saved.
+        self._step = max(int(ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers)
+        for w in self._wrappers:
+            w._step_source = self._current_step
+        # Wrappers built by one prune_low_magnitude call share one schedule: ask it once a step.
+        self._groups = {}
+        for w in self._wrappers:
+            self._groups.setdefault(id(w.pruning_schedule), (w.pruning_schedule, []))[1].append(w)
         self._checked = self._step
         self._prev_batch = None
         self._started = True
 
+    def _current_step(self) -> int:
+        return self._step
+
     def _apply_due(self, upto: int) -> None:
-        """Applies, per wrapper, the latest update scheduled in [self._checked, upto]."""
+        """Applies, per schedule, the latest update scheduled in [self._checked, upto]."""
         due = []
-        for w in self._wrappers:
+        for schedule, wrappers in self._groups.values():
             for t in range(upto, self._checked - 1, -1):
-                update, sparsity = w.pruning_schedule(t)
+                update, sparsity = schedule(t)
                 if update:
-                    due.append((w, sparsity))
+                    due.extend((w, sparsity) for w in wrappers)
                     break
         self._checked = upto + 1
         if not due:
@@ -147,8 +155,6 @@ class UpdatePruningStep(keras.callbacks.Callback):
         elif self._prev_batch is not None:
             self._step += batch - self._prev_batch if batch > self._prev_batch else 1
         self._prev_batch = batch
-        for w in self._wrappers:
-            w._host_step = self._step
         if self._step >= self._checked:
             self._apply_due(self._step)
 
@@ -168,7 +174,6 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # Once an epoch: the step reaches the variables and optimizer momentum that moved
         # masked (invisible) entries is undone, so the stored weights show the zeros.
         for w in self._wrappers:
-            w._host_step = self._step
             w._bake()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -183,6 +188,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
         if self._step - 1 >= self._checked:
             self._apply_due(self._step - 1)
         self._write_step()
+        for w in self._wrappers:
+            w._step_source = None  # the variables hold the step now; nothing refers back here
         short = []
         for w in self._wrappers:
             end = getattr(w.pruning_schedule, "end_step", -1)

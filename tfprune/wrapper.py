@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -93,9 +94,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self._masks: list[Any] = []
         self.pruning_step = None
         # Set by UpdatePruningStep: training without it is an error, and the step it counts on
-        # the host is written into `pruning_step` only when the model is saved, not every batch.
+        # the host is read from it (and written into `pruning_step`) only when the model is
+        # saved or an epoch ends, never per batch.
         self._driven = False
-        self._host_step: int | None = None
+        self._step_source: Callable[[], int] | None = None
         if layer.built:
             self._create_state()
 
@@ -212,13 +214,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             w.assign(effective * new)
         if step is not None:
             self.pruning_step.assign(step)
-            self._host_step = int(step)
 
     def _bake(self) -> None:
         for w, m in self.pruned_weights:
             w.assign(w.value * ops.cast(m.value, w.dtype))
-        if self._host_step is not None and self.pruning_step is not None:
-            self.pruning_step.assign(self._host_step)
+        if self._step_source is not None and self.pruning_step is not None:
+            self.pruning_step.assign(self._step_source())
 
     def save_own_variables(self, store: Any) -> None:
         # Runs before the wrapped layer saves its own variables: checkpoints hold exact zeros
@@ -228,7 +229,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def load_own_variables(self, store: Any) -> None:
         super().load_own_variables(store)
-        self._host_step = None
+        self._step_source = None
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
