@@ -13,6 +13,7 @@ import tempfile
 
 import keras
 import numpy as np
+from tiny_models import digits, mlp
 
 import tfprune
 
@@ -21,17 +22,9 @@ TENSORFLOW_AFTER_IMPORT = "tensorflow" in sys.modules
 
 
 def main() -> None:
-    (x, y), (xt, yt) = tfprune.datasets.load_mnist_sample()
-    x, y = x[:512].astype("float32") / 255.0, y[:512]
+    (x, y), (xt, _) = digits(512, 16)
     keras.utils.set_random_seed(3)
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dense(10),
-        ]
-    )
+    model = mlp(32)
     schedule = tfprune.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=13, frequency=4)
     pruned = tfprune.prune_low_magnitude(model, schedule)
     pruned.compile(
@@ -46,7 +39,7 @@ def main() -> None:
     again = keras.models.load_model(path)
     again.fit(x, y, epochs=2, initial_epoch=1, **fit)
     stripped = tfprune.strip_pruning(again)
-    sample = xt[:16].astype("float32") / 255.0
+    sample = xt
     same = np.array_equal(
         keras.ops.convert_to_numpy(again(sample)), keras.ops.convert_to_numpy(stripped(sample))
     )

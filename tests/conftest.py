@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from tiny_models import digits, mlp
 
 import tfprune
 
@@ -14,21 +15,11 @@ import tfprune
 @pytest.fixture(scope="session")
 def mnist():
     """512 training and 256 test digits from the embedded sample, as float32 in [0, 1]."""
-    (x, y), (xt, yt) = tfprune.datasets.load_mnist_sample()
-    x = x[:512].astype("float32") / 255.0
-    xt = xt[:256].astype("float32") / 255.0
-    return (x, y[:512]), (xt, yt[:256])
+    return digits(512, 256)
 
 
 def small_mlp(hidden: int = 32) -> keras.Model:
-    return keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(hidden, activation="relu", name="fc1"),
-            keras.layers.Dense(10, name="fc2"),
-        ]
-    )
+    return mlp(hidden)
 
 
 def compile_model(model: keras.Model, **kwargs) -> keras.Model:

@@ -14,6 +14,7 @@ import time
 
 import keras
 import numpy as np
+from tiny_models import as_arrays, digits, mlp
 
 import tfprune
 
@@ -37,14 +38,7 @@ class Hang(keras.callbacks.Callback):
 
 def build() -> keras.Model:
     keras.utils.set_random_seed(21)
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(40, activation="relu"),
-            keras.layers.Dense(10),
-        ]
-    )
+    model = mlp(40)
     schedule = tfprune.PolynomialDecay(0.0, 0.9, begin_step=2, end_step=36, frequency=3)
     pruned = tfprune.prune_low_magnitude(model, schedule)
     pruned.compile(
@@ -55,8 +49,7 @@ def build() -> keras.Model:
 
 
 def main(mode: str, directory: str, hang_at: int | None) -> None:
-    (x, y), _ = tfprune.datasets.load_mnist_sample()
-    x, y = x[:512].astype("float32") / 255.0, y[:512]
+    (x, y), _ = digits(512)
     callbacks: list = [tfprune.UpdatePruningStep()]
     model, initial_epoch = build(), 0
     last = os.path.join(directory, "last.keras")
@@ -86,8 +79,7 @@ def main(mode: str, directory: str, hang_at: int | None) -> None:
         verbose=0,
         callbacks=callbacks,
     )
-    arrays = {f"w{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)}
-    np.savez(os.path.join(directory, "result.npz"), **arrays)
+    np.savez(os.path.join(directory, "result.npz"), **as_arrays(model))
 
 
 if __name__ == "__main__":

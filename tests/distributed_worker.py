@@ -62,21 +62,14 @@ def main(mode: str, out: str) -> None:
     strategy = strategy_for(mode)
     import keras
     import numpy as np
+    from tiny_models import digits, mlp
 
     import tfprune
 
-    (x, y), _ = tfprune.datasets.load_mnist_sample()
-    x, y = x[:1024].astype("float32") / 255.0, y[:1024]
+    (x, y), _ = digits(1024)
     keras.utils.set_random_seed(11)
     with strategy.scope():
-        model = keras.Sequential(
-            [
-                keras.Input((28, 28)),
-                keras.layers.Flatten(),
-                keras.layers.Dense(48, activation="relu"),
-                keras.layers.Dense(10),
-            ]
-        )
+        model = mlp(48)
         schedule = tfprune.PolynomialDecay(0.0, 0.85, begin_step=0, end_step=24, frequency=4)
         pruned = tfprune.prune_low_magnitude(model, schedule)
         pruned.compile(

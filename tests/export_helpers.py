@@ -5,17 +5,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-import tfprune
-
-
-def digits(n_train: int = 1024, n_test: int = 128):
-    """Float32 MNIST rows in [0, 1] from the embedded sample."""
-    (x, y), (xt, yt) = tfprune.datasets.load_mnist_sample()
-    return (
-        (x[:n_train].astype("float32") / 255.0, y[:n_train]),
-        (xt[:n_test].astype("float32") / 255.0, yt[:n_test]),
-    )
-
 
 def zero_smallest(model: keras.Model, sparsity: float = 0.9) -> keras.Model:
     """Zeros the `sparsity` fraction of smallest-magnitude entries of every kernel, in place."""

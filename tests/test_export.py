@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from export_helpers import (
     convnet,
-    digits,
     fit_briefly,
     mlp,
     stripped_mlp,
     two_inputs,
     zero_smallest,
 )
+from tiny_models import digits
 
 import tfprune
 from tfprune.export import ExportResult, VerificationError, to_tflite, verify

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from export_helpers import digits, stripped_mlp
+from export_helpers import stripped_mlp
+from tiny_models import digits
 
 from tfprune.export import compare_variants, describe_tflite, format_compare_table, to_tflite
 from tfprune.export.compare import VARIANTS

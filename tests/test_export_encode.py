@@ -7,7 +7,8 @@ import os
 import keras
 import numpy as np
 import pytest
-from export_helpers import digits, fit_briefly, zero_smallest
+from export_helpers import fit_briefly, zero_smallest
+from tiny_models import digits
 
 from tfprune.export import VerificationError, encode, flatbuffer, to_tflite, verify
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from export_helpers import digits, fit_briefly, zero_smallest
+from export_helpers import fit_briefly, zero_smallest
+from tiny_models import digits
 
 import tfprune
 import tfprune.demo
