@@ -215,13 +215,25 @@ def run(cfg: presets.Config, out_dir: str, work: str) -> dict:
                     out_dir=work,
                     calibration=cfg.calibration,
                 )
-                for kind, path in answer["paths"].items():
-                    files[path] = {"model": model, "library": lib, "kind": kind}
+                for kind in ("float32", "int8"):
+                    info = {"model": model, "library": lib, "kind": kind}
+                    if kind in answer["paths"]:
+                        files[answer["paths"][kind]] = info
+                    else:
+                        results["export"][f"{model}/{lib}/{kind}"] = {
+                            **info,
+                            "bytes": None,
+                            "loads": False,
+                            "reason": "conversion failed: " + answer["errors"][kind],
+                            "latency_us": None,
+                            "accuracy": None,
+                        }
         workers["tfmot"].close()
-        measured = litert(data_path, cfg.latency_repeats, list(files))
+        measured = litert(data_path, cfg.latency_repeats, {p: i["model"] for p, i in files.items()})
         for path, info in files.items():
             key = f"{info['model']}/{info['library']}/{info['kind']}"
             results["export"][key] = {**info, "bytes": os.path.getsize(path), **measured[path]}
+        results["export"] = dict(sorted(results["export"].items(), key=_export_order(cfg)))
         log("exports measured in LiteRT")
 
         results["paper"] = paper(workers["tfprune"], cfg, work, results)
@@ -232,11 +244,12 @@ def run(cfg: presets.Config, out_dir: str, work: str) -> dict:
     return results
 
 
-def litert(data_path: str, repeats: int, paths: list[str]) -> dict:
-    """Runs `bench.litert` in a child process and returns its per-file measurements."""
+def litert(data_path: str, repeats: int, files: dict[str, str]) -> dict:
+    """Runs `bench.litert` in a child process on {path: model}; returns per-file measurements."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    arguments = [f"{model}:{path}" for path, model in files.items()]
     child = subprocess.run(
-        [sys.executable, "-m", "bench.litert", data_path, str(repeats), *paths],
+        [sys.executable, "-m", "bench.litert", data_path, str(repeats), *arguments],
         capture_output=True,
         text=True,
         env=env,
@@ -247,6 +260,16 @@ def litert(data_path: str, repeats: int, paths: list[str]) -> dict:
         if line.startswith(MARK):
             return json.loads(line[len(MARK) :])
     raise WorkerError(f"bench.litert failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
+
+
+def _export_order(cfg: presets.Config):
+    """Sort key of export rows: models in preset order, then library, then float32 before int8."""
+
+    def key(item):
+        model, lib, kind = item[0].split("/")
+        return (cfg.export_models.index(model), report.LIBS.index(lib), kind != "float32")
+
+    return key
 
 
 def paper(worker: Worker, cfg: presets.Config, work: str, results: dict) -> dict:

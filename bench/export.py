@@ -89,20 +89,24 @@ def loads(path: str) -> tuple[bool, str]:
     return True, ""
 
 
-def interleaved_latency_us(paths: list[str], row: np.ndarray, repeats: int) -> dict[str, float]:
+def interleaved_latency_us(
+    paths: list[str], row: np.ndarray | dict[str, np.ndarray], repeats: int
+) -> dict[str, float]:
+    """Median µs of one invoke per file on `row` (one for all, or one per path), interleaved."""
     from ai_edge_litert.interpreter import Interpreter
 
     runners = {}
     for path in paths:
         runner = Interpreter(model_path=path, num_threads=1).get_signature_runner()
         name = list(runner.get_input_details())[0]
-        runner(**{name: row})
-        runners[path] = (runner, name)
+        feed = {name: row[path] if isinstance(row, dict) else row}
+        runner(**feed)
+        runners[path] = (runner, feed)
     times: dict[str, list[float]] = {path: [] for path in paths}
     for _ in range(repeats):
-        for path, (runner, name) in runners.items():
+        for path, (runner, feed) in runners.items():
             start = time.perf_counter()
-            runner(**{name: row})
+            runner(**feed)
             times[path].append(time.perf_counter() - start)
     return {path: float(np.median(t) * 1e6) for path, t in times.items()}
 

@@ -59,7 +59,12 @@ def fit(model, x, y, epochs: int, callbacks=()) -> float:
 
 def score(model, x, y, task: str) -> float:
     """Test accuracy for "mnist", test perplexity (exp of mean cross-entropy) for "lm"."""
-    logits = np.asarray(model.predict(x, batch_size=256, verbose=0), dtype="float64")
+    return score_logits(model.predict(x, batch_size=256, verbose=0), y, task)
+
+
+def score_logits(logits, y, task: str) -> float:
+    """`score` from the logits: accuracy for "mnist", perplexity for "lm"."""
+    logits = np.asarray(logits, dtype="float64")
     if task == "mnist":
         return float(np.mean(logits.argmax(-1) == y))
     logits -= logits.max(-1, keepdims=True)

@@ -151,19 +151,25 @@ def _export_section(results: dict) -> list[str]:
         "dataset and int8 builtins for int8). 'loads' = loads and runs once with LiteRT's "
         "default delegate (`ai_edge_litert.interpreter.Interpreter`), checked in a child "
         "process. Latency: median µs of one single-row invoke, 1 thread, repeats interleaved "
-        f"across files ({results['config']['latency_repeats']} each). Accuracy: the file on the "
-        "test digits.",
+        f"across files ({results['config']['latency_repeats']} each); for the language model one "
+        "invoke reads a whole sequence. Score: the file's test accuracy on the digits, or its "
+        "test perplexity on the held-out text (lower is better), one row per invoke. "
+        "tfprune exports the LSTM unrolled (its sequence length is fixed); tf_keras's LSTM "
+        "becomes the converter's fused `UNIDIRECTIONAL_SEQUENCE_LSTM`.",
         "",
-        "| model | library | weights | bytes | loads | latency µs | accuracy |",
+        "| model | library | weights | bytes | loads | latency µs | score |",
         "| --- | --- | --- | ---: | --- | ---: | ---: |",
     ]
     for row in results["export"].values():
-        loads = "yes" if row["loads"] else f"**no**: {row['reason'][:90]}"
+        reason = " ".join(row["reason"].split())
+        loads = "yes" if row["loads"] else f"**no**: {reason[:120]}"
         latency = f"{row['latency_us']:.1f}" if row["latency_us"] is not None else "-"
-        acc = f"{row['accuracy']:.3f}" if row["accuracy"] is not None else "-"
+        digits = 1 if row["model"] == "lstm" else 3
+        score = f"{row['accuracy']:.{digits}f}" if row["accuracy"] is not None else "-"
+        size = f"{row['bytes']:,}" if row["bytes"] is not None else "-"
         lines.append(
             f"| {NAMES[row['model']]} | {row['library']} | {row['kind']} sparse | "
-            f"{row['bytes']:,} | {loads} | {latency} | {acc} |"
+            f"{size} | {loads} | {latency} | {score} |"
         )
     return [*lines, ""]
 

@@ -158,27 +158,35 @@ class Worker:
         return {"dense": dense, "pruned": pruned}
 
     def job_export(self, model: str, target: float, out_dir: str, calibration: int) -> dict:
+        """Writes the float32 and int8 files of the kept model; a failed conversion is reported."""
         plain = self.stripped[(model, target)]
-        x = self.data[model][0][0][:calibration].astype("float32")
+        x = self.data[model][0][0][:calibration]
         prefix = os.path.join(out_dir, f"{self.lib.name}_{model}")
-        paths = {"float32": prefix + "_float32.tflite", "int8": prefix + "_int8.tflite"}
-        seconds = {}
-        for kind, path in paths.items():
+        paths, seconds, errors = {}, {}, {}
+        for kind in ("float32", "int8"):
+            path = f"{prefix}_{kind}.tflite"
             start = time.perf_counter()
-            if self.lib.name == "tfprune":
-                from tfprune.export import to_tflite
+            try:
+                if self.lib.name == "tfprune":
+                    from tfprune.export import to_tflite
 
-                to_tflite(
-                    plain,
-                    path,
-                    quantize=None if kind == "float32" else "int8",
-                    representative_data=x if kind == "int8" else None,
-                )
-            else:
-                with open(path, "wb") as f:
-                    f.write(_tfmot_convert(plain, x if kind == "int8" else None))
+                    to_tflite(
+                        plain,
+                        path,
+                        quantize=None if kind == "float32" else "int8",
+                        representative_data=x if kind == "int8" else None,
+                    )
+                else:
+                    data = _tfmot_convert(plain, x if kind == "int8" else None)
+                    with open(path, "wb") as f:
+                        f.write(data)
+            except Exception as error:  # the converters raise many unrelated classes
+                lines = [line for line in str(error).strip().splitlines() if line.strip()]
+                errors[kind] = f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]
+                continue
+            paths[kind] = path
             seconds[kind] = time.perf_counter() - start
-        return {"paths": paths, "seconds": seconds}
+        return {"paths": paths, "seconds": seconds, "errors": errors}
 
     def job_mask(self, size: int) -> dict:
         """Times one mask update of a `size` x `size` weight at 90% (prepared on first call)."""
@@ -193,10 +201,21 @@ class Worker:
 
 
 def _tfmot_convert(model, calibration) -> bytes:
-    """tfmot's documented route: strip_pruning, then the converter's EXPERIMENTAL_SPARSITY."""
+    """tfmot's documented route: strip_pruning, then the converter's EXPERIMENTAL_SPARSITY.
+
+    A model with recurrent layers follows TensorFlow's guide for Keras LSTMs instead: a concrete
+    function at batch size 1, which the converter turns into its fused sequence-LSTM operator
+    (`from_keras_model`, at any batch, fails with "Lowering tensor list ops is failed").
+    """
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    recurrent = any(isinstance(layer, tf.keras.layers.RNN) for layer in model.layers)
+    if recurrent:
+        spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
+        function = tf.function(lambda x: model(x)).get_concrete_function(spec)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if calibration is None:
         converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     else:

@@ -34,14 +34,31 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
     assert run.returncode == 0, run.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert {s["library"] for s in results["setup"].values()} == {"tfprune", "tfmot"}
-    for model in ("lenet", "cnn"):
+    for model in ("lenet", "cnn", "lstm"):
         for lib in ("tfprune", "tfmot"):
             (summary,) = results["accuracy"][model][lib]
-            assert 0.0 <= summary["runs"][0]["score"] <= 1.0
+            score = summary["runs"][0]["score"]
+            assert 0.0 <= score <= 1.0 if model != "lstm" else 1.0 < score < 1e4
             assert summary["runs"][0]["sparsity"] == pytest.approx(0.9, abs=1e-3)
-    exported = {(row["library"], row["kind"]) for row in results["export"].values()}
-    assert exported == {(lib, kind) for lib in ("tfprune", "tfmot") for kind in ("float32", "int8")}
-    assert all(row["bytes"] > 0 for row in results["export"].values())
+    exported = {(row["model"], row["library"], row["kind"]) for row in results["export"].values()}
+    assert exported == {
+        (model, lib, kind)
+        for model in ("lenet", "lstm")
+        for lib in ("tfprune", "tfmot")
+        for kind in ("float32", "int8")
+    }
+    # Both libraries' float32 files load and score; tfprune's int8 files too (tfmot's int8
+    # LeNet file is the one the XNNPACK delegate refuses).
+    for key, row in results["export"].items():
+        if key.startswith("lenet/tfmot/int8"):
+            assert not row["loads"] and "delegate" in row["reason"]
+        elif key.endswith("float32") or key.startswith(("lenet/tfprune", "lstm/tfprune")):
+            assert row["loads"] and row["bytes"] > 0 and row["latency_us"] > 0, (key, row)
+            assert row["accuracy"] is not None
+    lstm = results["export"]["lstm/tfprune/float32"]["accuracy"]
+    assert lstm == pytest.approx(
+        results["accuracy"]["lstm"]["tfprune"][0]["runs"][0]["score"], rel=1e-3
+    )
     assert all(len(results["mask"][lib]) == 1 for lib in ("tfprune", "tfmot"))
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in ("Training time", "Accuracy after pruning", "Exported LiteRT", "(a)", "(b)"):

@@ -238,3 +238,18 @@ def test_lenet_at_90_percent_meets_the_size_goals(tmp_path):
     assert f32.bytes <= 140_000
     assert i8.bytes <= 70_000
     assert f32.verification.passed and i8.verification.passed
+
+
+def test_top1_agreement_counts_only_decisive_rows():
+    # Row 0: a clear winner that the file keeps. Row 1: a near-tie (margin 0.001 of the scale)
+    # that the file swaps, as 8-bit rounding may. Row 2: a clear winner the file loses.
+    reference = np.array([[5.0, 0.0, 1.0], [2.0, 2.001, 0.0], [0.0, 3.0, 1.0]], np.float32)
+    actual = np.array([[5.0, 0.0, 1.0], [2.001, 2.0, 0.0], [0.0, 3.0, 3.5]], np.float32)
+    result = verify.compare([reference], [actual], "int8")
+    assert result.top1_agreement == pytest.approx(0.5)  # rows 0 and 2 count, row 1 does not
+    # A sequence output is judged per time step.
+    seq = verify.compare([reference[None]], [reference[None]], "int8")
+    assert seq.top1_agreement == 1.0
+    # Without any decisive row there is nothing to judge.
+    flat = np.ones((4, 3), np.float32)
+    assert verify.compare([flat], [flat], "int8").top1_agreement is None

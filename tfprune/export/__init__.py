@@ -62,6 +62,38 @@ def _target_directory(path: object) -> str:
     return directory
 
 
+def _check_batch_size(batch_size: object) -> None:
+    if batch_size is None:
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(
+            "Argument `batch_size` must be None or a positive int. "
+            f"Received: batch_size={batch_size!r} of type {type(batch_size).__name__}"
+        )
+    if batch_size < 1:
+        raise ValueError(
+            "Argument `batch_size` must be None or a positive int. "
+            f"Received: batch_size={batch_size}"
+        )
+
+
+def _file_batch_size(model, quantize: str | None, batch_size: int | None) -> int | None:
+    """The batch size to fix in the file: the caller's, or 1 where a loop over time needs one."""
+    from tfprune.export import recurrent
+
+    looping = recurrent.loops(model)
+    if not looping:
+        return batch_size
+    if quantize == "int8":
+        raise ConversionError(
+            f"Recurrent layers {looping} run as a loop over time (their sequence length is "
+            f"unknown or longer than {recurrent.MAX_UNROLLED_STEPS} steps), and full-integer "
+            "quantization of such a loop is not supported (the converter crashes). Give the "
+            'model a fixed sequence length, or use quantize="dynamic". Received: quantize="int8"'
+        )
+    return 1 if batch_size is None else batch_size
+
+
 def _plain_model(model):
     import keras
 
@@ -76,12 +108,14 @@ def _plain_model(model):
 
 
 def _encode(
-    model, *, quantize: str | None, representative_data, sparse: bool
+    model, *, quantize: str | None, representative_data, sparse: bool, batch_size: int | None
 ) -> tuple[bytes, bytes]:
     """Converts and (optionally) compacts; returns (file bytes, dense bytes of that mode)."""
     from tfprune.export import convert, encode, flatbuffer, names, tidy
 
-    dense = convert.to_flatbuffer(model, quantize=quantize, representative_data=representative_data)
+    dense = convert.to_flatbuffer(
+        model, quantize=quantize, representative_data=representative_data, batch_size=batch_size
+    )
     if not sparse:
         return dense, dense
     parsed = flatbuffer.read_model(dense)
@@ -112,6 +146,7 @@ def to_tflite(
     representative_data: np.ndarray | Sequence[np.ndarray] | None = None,
     sparse: bool = True,
     verify: bool = True,
+    batch_size: int | None = None,
 ) -> ExportResult:
     """Writes a pruned (or plain) Keras model as a small TFLite file that LiteRT runs as is.
 
@@ -125,6 +160,13 @@ def to_tflite(
     `verify=True` the file is loaded and run (first in a child process, so a crash cannot take
     the caller down) and its outputs are compared with Keras before it is moved into place;
     nothing is left at `path` on failure.
+
+    Recurrent layers (`LSTM`, `GRU`, `SimpleRNN`, `RNN`, also inside `Bidirectional`) with a
+    known sequence length of at most 64 steps are exported unrolled, from a copy of the model
+    with `unroll=True` and the same weights: the file then takes any batch, quantizes to int8
+    and stores each weight once. Longer or variable-length sequences stay a loop over time,
+    which LiteRT's builtin operators run only at a fixed batch size: such a file gets
+    `batch_size` (1 unless given) and cannot be quantized to "int8".
 
     Args:
         model: A Keras 3 model, pruned (with `tfprune.PruneLowMagnitude` wrappers) or plain.
@@ -140,6 +182,8 @@ def to_tflite(
         sparse: Whether to store pruned weights in sparse layouts and tidy the file;
             False writes the converter's file as it is. Defaults to True.
         verify: Whether to run the file in LiteRT and compare it with Keras. Defaults to True.
+        batch_size: A fixed batch size for the file's inputs, or None for any batch (1 when
+            the model keeps a loop over time, see above). Defaults to None.
 
     Returns:
         An `ExportResult` with the path, sizes, per-tensor rows and verification figures.
@@ -147,9 +191,11 @@ def to_tflite(
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If `quantize` is unknown, "int8" lacks `representative_data`, the data
-            does not fit the model, or the directory of `path` does not exist.
+            does not fit the model, `batch_size` is not positive, or the directory of `path`
+            does not exist.
         PermissionError: If the directory of `path` is not writable.
-        ConversionError: If the model needs operators outside the TFLite builtins.
+        ConversionError: If the model needs operators outside the TFLite builtins, or asks
+            for "int8" with a recurrent layer that stays a loop.
         VerificationError: If the file does not load and run in LiteRT, or its outputs differ
             from Keras beyond the bound for its mode (see `tfprune.export.verify.TOLERANCES`).
 
@@ -171,12 +217,13 @@ def to_tflite(
     >>> [(row.name, row.shape, row.sparsity) for row in result.tensors if row.name == "fc/kernel"]
     [('fc/kernel', (8, 16), 0.75)]
     """
-    from tfprune.export import convert, describe, flatbuffer
+    from tfprune.export import convert, describe, flatbuffer, recurrent
     from tfprune.export import verify as verification
 
     convert.check_quantize(quantize)
     _check_bool("sparse", sparse)
     _check_bool("verify", verify)
+    _check_batch_size(batch_size)
     directory = _target_directory(path)
     if quantize == "int8" and representative_data is None:
         raise ValueError(
@@ -187,12 +234,16 @@ def to_tflite(
     data = None
     if representative_data is not None:
         data = convert.as_input_list(model, representative_data)
+    model = recurrent.export_copy(model)
+    batch = _file_batch_size(model, quantize, batch_size)
 
-    payload, dense = _encode(model, quantize=quantize, representative_data=data, sparse=sparse)
+    payload, dense = _encode(
+        model, quantize=quantize, representative_data=data, sparse=sparse, batch_size=batch
+    )
     if quantize is None:
         dense_float32 = len(dense)
     else:
-        dense_float32 = len(convert.to_flatbuffer(model))
+        dense_float32 = len(convert.to_flatbuffer(model, batch_size=batch))
 
     temp_path = _write_atomically(directory, payload)
     try:
@@ -213,4 +264,5 @@ def to_tflite(
         sparse=sparse,
         tensors=tuple(describe.tensor_rows(flatbuffer.read_model(payload))),
         verification=checked,
+        batch_size=batch,
     )

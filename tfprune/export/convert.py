@@ -76,10 +76,16 @@ def input_names(model) -> list[str]:
     return [tensor.name for tensor in model.inputs]
 
 
-def _calibration_samples(model, inputs: list[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+def _calibration_samples(
+    model, inputs: list[np.ndarray], batch_size: int | None
+) -> Iterator[dict[str, np.ndarray]]:
     names = input_names(model)
-    for i in range(min(len(inputs[0]), _MAX_CALIBRATION_SAMPLES)):
-        yield {name: a[i : i + 1] for name, a in zip(names, inputs, strict=True)}
+    rows = batch_size or 1
+    count = min(len(inputs[0]), _MAX_CALIBRATION_SAMPLES)
+    for i in range(0, count - rows + 1 if count >= rows else 1, rows):
+        # A file fixed to more rows than the data holds is calibrated on repeated rows.
+        take = [np.resize(a[i : i + rows], (rows, *a.shape[1:])) for a in inputs]
+        yield dict(zip(names, take, strict=True))
 
 
 def to_flatbuffer(
@@ -88,6 +94,7 @@ def to_flatbuffer(
     quantize: str | None = None,
     representative_data: Sequence[np.ndarray] | None = None,
     stock_sparsity: bool = False,
+    batch_size: int | None = None,
 ) -> bytes:
     """Converts a plain Keras model to TFLite bytes with builtin ops only.
 
@@ -99,6 +106,8 @@ def to_flatbuffer(
         stock_sparsity: Whether to ask the converter for its own sparse encoding
             (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`); used only to compare against it.
             Defaults to False.
+        batch_size: The batch dimension of the file's inputs: None for any batch (dynamic),
+            or a fixed number of rows. Defaults to None.
 
     Returns:
         The flatbuffer bytes.
@@ -113,7 +122,7 @@ def to_flatbuffer(
         # Naming every input after its Keras input fixes the signature's input names and lets
         # calibration and verification feed inputs by name, whatever order the converter uses.
         specs = [
-            tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name)
+            tf.TensorSpec([batch_size, *tensor.shape[1:]], tensor.dtype, name=name)
             for tensor, name in zip(model.inputs, input_names(model), strict=True)
         ]
         signature = specs if len(specs) == 1 else [specs]
@@ -130,7 +139,9 @@ def to_flatbuffer(
             converter.target_spec.supported_types = [tf.float16]
         elif quantize == "int8":
             inputs = list(representative_data)
-            converter.representative_dataset = lambda: _calibration_samples(model, inputs)
+            converter.representative_dataset = lambda: _calibration_samples(
+                model, inputs, batch_size
+            )
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         try:
             with warnings.catch_warnings():

@@ -30,7 +30,13 @@ from tfprune.export import flatbuffer
 
 # Operators whose input at the given slot is a weight that may be stored sparsely. A float16
 # or dynamic-range weight reaches its consumer through a DEQUANTIZE.
-_WEIGHT_SLOTS = {"FULLY_CONNECTED": 1, "CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "DEQUANTIZE": 0}
+_WEIGHT_SLOTS = {
+    "FULLY_CONNECTED": 1,
+    "CONV_2D": 1,
+    "DEPTHWISE_CONV_2D": 1,
+    "GATHER": 0,
+    "DEQUANTIZE": 0,
+}
 _SPARSE_TYPES = (0, 1, 9)  # float32, float16, int8
 # Flatbuffer bytes a sparse tensor adds besides its arrays: the DENSIFY operator, a second
 # tensor table and the sparsity tables. The view layout adds a RESHAPE with its options and

@@ -5,9 +5,9 @@ The converter names a tensor after the TensorFlow ops it came from, with name-sc
 there may be the layer `dense` or the layer `dense_1`. A weight is therefore matched by value:
 it is named after the Keras variable (`fc1/kernel`) whose values it holds, in the layout of its
 operator, within the rounding of its type. A tensor gets a Keras name only when it is not all
-zeros, exactly one variable matches it, no other tensor matches that variable, and a single
-operator reads it; otherwise it keeps the last op of its converter name. Every other tensor
-loses its name.
+zeros, exactly one variable matches it, no other tensor matches that variable, and every
+operator that reads it (one, or each step of an unrolled recurrent layer) reads it in the same
+role; otherwise it keeps the last op of its converter name. Every other tensor loses its name.
 """
 
 from __future__ import annotations
@@ -19,12 +19,17 @@ import numpy as np
 from tfprune.export import flatbuffer
 
 _KERNELS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+# The input slots of each operator that hold parameters: kernel weights and biases, and the
+# table an Embedding's GATHER reads.
+_PARAMETER_SLOTS = {name: (1, 2) for name in _KERNELS} | {"GATHER": (0,)}
 
 
 def _keras_layout(op: str, slot: int, array: np.ndarray) -> np.ndarray | None:
     """A Keras weight as the operator stores it, or None if it cannot be that input."""
     if slot == 2:
         return array if array.ndim == 1 else None
+    if op == "GATHER":
+        return array if array.ndim == 2 else None
     if op == "FULLY_CONNECTED" and array.ndim == 2:
         return array.T
     if op == "CONV_2D" and array.ndim == 4:
@@ -56,26 +61,37 @@ def _stored_values(model, tensor) -> tuple[np.ndarray, np.ndarray] | None:
     return values, np.zeros_like(values)
 
 
-def _parameters(model, subgraph) -> dict[int, tuple[str, int]]:
-    """Constant weights and biases of kernels (through a DEQUANTIZE) -> (operator, slot)."""
+def _parameter_uses(model, subgraph) -> dict[int, set[tuple[str, int]]]:
+    """Constant parameters (also through a DEQUANTIZE) -> every (operator, slot) reading them."""
     produced_by = {}
     for op in subgraph.operators:
         for t in np.asarray(op.outputs).tolist():
             produced_by[t] = op
-    found = {}
+    found: dict[int, set[tuple[str, int]]] = {}
     for op in subgraph.operators:
         name = flatbuffer.opcode_name(model, op.opcodeIndex)
-        if name not in _KERNELS:
-            continue
-        for slot, t in enumerate(np.asarray(op.inputs).tolist()[1:3], start=1):
+        inputs = np.asarray(op.inputs).tolist()
+        for slot in _PARAMETER_SLOTS.get(name, ()):
+            if slot >= len(inputs):
+                continue
+            t = inputs[slot]
             source = produced_by.get(t)
             if source is not None and flatbuffer.opcode_name(model, source.opcodeIndex) == (
                 "DEQUANTIZE"
             ):
                 t = int(source.inputs[0])
             if t >= 0 and subgraph.tensors[t].buffer != 0:
-                found[t] = (name, slot)
+                found.setdefault(t, set()).add((name, slot))
     return found
+
+
+def _parameters(model, subgraph) -> dict[int, tuple[str, int]]:
+    """Constant parameters read in a single role -> that (operator, slot)."""
+    return {
+        t: next(iter(uses))
+        for t, uses in _parameter_uses(model, subgraph).items()
+        if len(uses) == 1
+    }
 
 
 def _labels(keras_model) -> list[tuple[str, np.ndarray]]:
@@ -92,14 +108,11 @@ def _labels(keras_model) -> list[tuple[str, np.ndarray]]:
 
 
 def _keras_names(model, subgraph, keras_model) -> dict[int, str]:
-    readers = collections.Counter(
-        t for op in subgraph.operators for t in np.asarray(op.inputs).tolist()
-    )
     labels = _labels(keras_model)
     matches = {}
     for t, (op, slot) in _parameters(model, subgraph).items():
         stored = _stored_values(model, subgraph.tensors[t])
-        if stored is None or readers[t] != 1:
+        if stored is None:
             continue
         values, tolerance = stored
         if not np.any(values):

@@ -43,8 +43,9 @@ class Verification:
         max_abs_error: Largest absolute difference over all outputs.
         normalized_error: `max_abs_error / max(1, max |Keras output|)`.
         tolerance: The bound `normalized_error` had to stay under.
-        top1_agreement: Fraction of rows whose arg-max agrees with Keras (None for outputs with
-            a single column).
+        top1_agreement: Fraction of rows whose arg-max agrees with Keras, over the rows where
+            Keras's top-1 output leads the runner-up by at least 1% of the output scale (None
+            for outputs with a single column, or without such rows).
         min_top1_agreement: The bound `top1_agreement` had to reach (None if not checked).
     """
 
@@ -77,6 +78,8 @@ class ExportResult:
         sparse: Whether sparse layouts were allowed.
         tensors: One `TensorRow` per constant tensor in the file.
         verification: The comparison with Keras, or None when `verify=False`.
+        batch_size: The batch size the file's inputs are fixed to, or None when the file takes
+            any batch. Defaults to None.
 
     Example:
 
@@ -96,6 +99,7 @@ class ExportResult:
     sparse: bool
     tensors: tuple[TensorRow, ...]
     verification: Verification | None
+    batch_size: int | None = None
 
     @property
     def ratio(self) -> float:
@@ -106,7 +110,8 @@ class ExportResult:
         lines = [
             f"{self.path}: {self.bytes:,} bytes ({self.ratio:.1%} of dense float32, "
             f"{self.dense_float32_bytes:,} bytes); quantize={self.quantize!r}, "
-            f"sparse={self.sparse}",
+            f"sparse={self.sparse}"
+            + ("" if self.batch_size is None else f", batch_size={self.batch_size}"),
             format_tensor_table(self.tensors),
         ]
         v = self.verification
