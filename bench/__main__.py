@@ -187,7 +187,7 @@ def run(cfg: presets.Config, out_dir: str, work: str) -> dict:
         results["accuracy"] = {}
         for i, model in enumerate(cfg.accuracy_models):
             results["accuracy"][model] = {lib: [] for lib in libs}
-            for seed in cfg.library_seeds:
+            for seed in cfg.seeds(model):
                 init_path = os.path.join(work, f"init_{model}_{seed}.npz")
                 workers["tfprune"]("init", model=model, seed=seed, path=init_path)
                 answers = pair(
@@ -291,7 +291,7 @@ def paper(worker: Worker, cfg: presets.Config, work: str, results: dict) -> dict
                 init_path=init_path,
                 **cfg.epochs(model),
             )
-            if seed not in cfg.library_seeds:
+            if seed not in cfg.seeds(model):
                 out["gradual"][model].append({"seed": seed, **worker("prune", **options)})
             out["one_shot"][model].append(
                 {"seed": seed, **worker("prune", one_shot=True, **options)}

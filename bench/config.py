@@ -30,7 +30,8 @@ class Config:
     lstm_frequency: int = 5
     lstm_targets: tuple[float, ...] = TARGETS
     accuracy_models: tuple[str, ...] = ("lenet", "cnn", "lstm")
-    library_seeds: tuple[int, ...] = (0,)
+    library_seeds: tuple[int, ...] = (0, 1, 2)
+    lstm_seeds: tuple[int, ...] = (0,)
     paper_seeds: tuple[int, ...] = (0, 1)
     paper_models: tuple[str, ...] = ("lenet", "cnn")
     paper_targets: tuple[float, ...] = (0.5, 0.75, 0.9)
@@ -43,6 +44,10 @@ class Config:
     mask_size: int = 4096
     mask_repeats: int = 3
     parallel: bool = False
+
+    def seeds(self, model: str) -> tuple[int, ...]:
+        """Seeds of the library comparison runs of `model` (the LSTM is the costly one)."""
+        return self.lstm_seeds if model == "lstm" else self.library_seeds
 
     def targets(self, model: str) -> list[float]:
         """Target sparsities of the accuracy runs of `model`."""
@@ -93,6 +98,7 @@ PRESETS = {
         export_models=("lenet", "lstm"),
         calibration=32,
         latency_repeats=10,
+        library_seeds=(0,),
         mask_size=256,
         mask_repeats=1,
         parallel=True,
@@ -106,7 +112,8 @@ PRESETS = {
         lstm_units=128,
         lstm_epochs=(3, 4, 3),
         lstm_frequency=10,
-        library_seeds=(0, 1, 2),
+        library_seeds=(0, 1, 2, 3, 4),
+        lstm_seeds=(0, 1, 2),
         paper_seeds=(0, 1, 2, 3, 4),
         time_repeats=7,
         latency_repeats=2000,

@@ -55,10 +55,12 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
         elif key.endswith("float32") or key.startswith(("lenet/tfprune", "lstm/tfprune")):
             assert row["loads"] and row["bytes"] > 0 and row["latency_us"] > 0, (key, row)
             assert row["accuracy"] is not None
-    lstm = results["export"]["lstm/tfprune/float32"]["accuracy"]
-    assert lstm == pytest.approx(
-        results["accuracy"]["lstm"]["tfprune"][0]["runs"][0]["score"], rel=1e-3
-    )
+    # A float32 file scores what its Keras model scored: for tfmot's fused LSTM only because
+    # its state variables are reset before every sequence.
+    for lib in ("tfprune", "tfmot"):
+        keras_score = results["accuracy"]["lstm"][lib][0]["runs"][0]["score"]
+        file_score = results["export"][f"lstm/{lib}/float32"]["accuracy"]
+        assert file_score == pytest.approx(keras_score, rel=1e-3), lib
     assert all(len(results["mask"][lib]) == 1 for lib in ("tfprune", "tfmot"))
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in ("Training time", "Accuracy after pruning", "Exported LiteRT", "(a)", "(b)"):
