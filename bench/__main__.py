@@ -24,7 +24,7 @@ import time
 
 from bench import config as presets
 from bench import models, report
-from bench.worker import MARK
+from bench.worker import EXPORT_KINDS, MARK
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -215,7 +215,7 @@ def run(cfg: presets.Config, out_dir: str, work: str) -> dict:
                     out_dir=work,
                     calibration=cfg.calibration,
                 )
-                for kind in ("float32", "int8"):
+                for kind in EXPORT_KINDS[lib]:
                     info = {"model": model, "library": lib, "kind": kind}
                     if kind in answer["paths"]:
                         files[answer["paths"][kind]] = info
@@ -267,7 +267,11 @@ def _export_order(cfg: presets.Config):
 
     def key(item):
         model, lib, kind = item[0].split("/")
-        return (cfg.export_models.index(model), report.LIBS.index(lib), kind != "float32")
+        return (
+            cfg.export_models.index(model),
+            report.LIBS.index(lib),
+            EXPORT_KINDS[lib].index(kind),
+        )
 
     return key
 

@@ -163,8 +163,9 @@ class Worker:
         x = self.data[model][0][0][:calibration]
         prefix = os.path.join(out_dir, f"{self.lib.name}_{model}")
         paths, seconds, errors = {}, {}, {}
-        for kind in ("float32", "int8"):
-            path = f"{prefix}_{kind}.tflite"
+        for kind in EXPORT_KINDS[self.lib.name]:
+            path = f"{prefix}_{kind.replace(' ', '_')}.tflite"
+            int8 = kind.startswith("int8")
             start = time.perf_counter()
             try:
                 if self.lib.name == "tfprune":
@@ -173,11 +174,12 @@ class Worker:
                     to_tflite(
                         plain,
                         path,
-                        quantize=None if kind == "float32" else "int8",
-                        representative_data=x if kind == "int8" else None,
+                        quantize="int8" if int8 else None,
+                        representative_data=x if int8 else None,
+                        prefer="speed" if kind.endswith("speed") else "size",
                     )
                 else:
-                    data = _tfmot_convert(plain, x if kind == "int8" else None)
+                    data = _tfmot_convert(plain, x if int8 else None)
                     with open(path, "wb") as f:
                         f.write(data)
             except Exception as error:  # the converters raise many unrelated classes
@@ -198,6 +200,13 @@ class Worker:
         start = time.perf_counter()
         update()
         return {"seconds": time.perf_counter() - start}
+
+
+# The files each library writes per model: tfprune's two layout preferences, tfmot's one route.
+EXPORT_KINDS = {
+    "tfprune": ("float32", "float32 speed", "int8", "int8 speed"),
+    "tfmot": ("float32", "int8"),
+}
 
 
 def _tfmot_convert(model, calibration) -> bytes:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bench import corpus, models, protocol
+from bench.worker import EXPORT_KINDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +46,7 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
         (model, lib, kind)
         for model in ("lenet", "lstm")
         for lib in ("tfprune", "tfmot")
-        for kind in ("float32", "int8")
+        for kind in EXPORT_KINDS[lib]
     }
     # Both libraries' float32 files load and score; tfprune's int8 files too (tfmot's int8
     # LeNet file is the one the XNNPACK delegate refuses).

@@ -165,3 +165,13 @@ def test_command_help_lists_its_flags(capsys):
     code, out, _ = run(capsys, "export", "--help")
     assert code == 0
     assert "--quantize" in out and "--calibration" in out and "absl.flags" not in out
+
+
+def test_export_prefer_speed_and_fixed_batch(capsys, tmp_path, pruned_file):
+    out_path = tmp_path / "fast.tflite"
+    code, out, err = run(
+        capsys, "export", pruned_file, "-o", str(out_path), "--prefer", "speed", "--batch_size", "2"
+    )
+    assert code == 0, err
+    assert "prefer='speed'" in out and "batch_size=2" in out
+    assert " as [" not in out  # no reshaped view in a speed file

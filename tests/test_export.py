@@ -253,3 +253,39 @@ def test_top1_agreement_counts_only_decisive_rows():
     # Without any decisive row there is nothing to judge.
     flat = np.ones((4, 3), np.float32)
     assert verify.compare([flat], [flat], "int8").top1_agreement is None
+
+
+def _ops(path) -> list[str]:
+    from tfprune.export import flatbuffer
+
+    with open(path, "rb") as f:
+        model = flatbuffer.read_model(f.read())
+    return [flatbuffer.opcode_name(model, op.opcodeIndex) for op in model.subgraphs[0].operators]
+
+
+@pytest.mark.parametrize("quantize", [None, "float16", "int8"])
+def test_prefer_speed_writes_no_view_and_keeps_kernels_static(model, data, tmp_path, quantize):
+    """A "speed" file has no RESHAPE views: float weights are native CSR behind DENSIFY (which
+    XNNPACK expands once), int8 kernel weights stay dense; "size" is never larger."""
+    _, (xt, _) = data
+    size = to_tflite(model, tmp_path / "size.tflite", quantize=quantize, representative_data=xt)
+    speed = to_tflite(
+        model, tmp_path / "speed.tflite", quantize=quantize, representative_data=xt, prefer="speed"
+    )
+    assert speed.verification.passed and speed.prefer == "speed"
+    assert size.bytes <= speed.bytes < speed.dense_float32_bytes
+    assert "RESHAPE" in _ops(size.path) and "RESHAPE" not in _ops(speed.path)
+    layouts = {row.name: row.layout for row in speed.tensors}
+    kernel = next(name for name in layouts if name.endswith("kernel") and "64" not in name)
+    if quantize == "int8":
+        assert all(layout == "dense" for layout in layouts.values())
+        assert "DENSIFY" not in _ops(speed.path)
+    else:
+        assert layouts[kernel].startswith("CSR") and " as [" not in layouts[kernel]
+
+
+@pytest.mark.parametrize(("prefer", "error"), [("fast", ValueError), (1, TypeError)])
+def test_unknown_prefer_is_rejected(model, tmp_path, prefer, error):
+    with pytest.raises(error, match=r"`prefer`.*Received: prefer="):
+        to_tflite(model, tmp_path / "m.tflite", prefer=prefer)
+    assert list(tmp_path.iterdir()) == []

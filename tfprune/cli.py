@@ -17,7 +17,7 @@ commands:
   demo                 train dense and pruned LeNet-300-100 on the embedded MNIST sample,
                        export them to LiteRT and print the comparison
   export MODEL.keras -o OUT.tflite [--quantize int8 --calibration DATA.npz] [--no-sparse]
-                       [--compare]
+                       [--prefer speed] [--batch_size N] [--compare]
   report FILE          per-layer sparsity of a .keras file, or per-tensor layout of a .tflite
 
 Run `tfprune COMMAND --help` for the flags of a command."""
@@ -64,6 +64,20 @@ def _define_export(fv: flags.FlagValues) -> None:
     )
     flags.DEFINE_boolean(
         "sparse", True, "Store pruned weights sparsely (--no-sparse: dense).", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "prefer",
+        "size",
+        ["size", "speed"],
+        "Sparse layouts for the smallest file (size) or for dense-speed kernels (speed).",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "batch_size",
+        None,
+        "Fix the batch size of the file's inputs (default: any batch).",
+        lower_bound=1,
+        flag_values=fv,
     )
     flags.DEFINE_boolean(
         "compare", False, "Export every variant and print one table.", flag_values=fv
@@ -167,7 +181,13 @@ def _cmd_export(fv: flags.FlagValues, args: Sequence[str]) -> int:
         raise CommandError("--quantize int8 needs --calibration DATA.npz with an array `x`")
     try:
         result = export.to_tflite(
-            model, fv.output, quantize=quantize, representative_data=x, sparse=fv.sparse
+            model,
+            fv.output,
+            quantize=quantize,
+            representative_data=x,
+            sparse=fv.sparse,
+            prefer=fv.prefer,
+            batch_size=fv.batch_size,
         )
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         # VerificationError and ConversionError are RuntimeErrors with a one-line summary.

@@ -107,8 +107,28 @@ def _plain_model(model):
     return strip_pruning(model) if is_pruned(model) else model
 
 
+def _check_prefer(prefer: object) -> None:
+    from tfprune.export.encode import PREFERENCES
+
+    if not isinstance(prefer, str):
+        raise TypeError(
+            'Argument `prefer` must be the string "size" or "speed". '
+            f"Received: prefer={prefer!r} of type {type(prefer).__name__}"
+        )
+    if prefer not in PREFERENCES:
+        raise ValueError(
+            f'Argument `prefer` must be "size" or "speed". Received: prefer={prefer!r}'
+        )
+
+
 def _encode(
-    model, *, quantize: str | None, representative_data, sparse: bool, batch_size: int | None
+    model,
+    *,
+    quantize: str | None,
+    representative_data,
+    sparse: bool,
+    batch_size: int | None,
+    prefer: str = "size",
 ) -> tuple[bytes, bytes]:
     """Converts and (optionally) compacts; returns (file bytes, dense bytes of that mode)."""
     from tfprune.export import convert, encode, flatbuffer, names, tidy
@@ -121,7 +141,7 @@ def _encode(
     parsed = flatbuffer.read_model(dense)
     # Weights are matched to Keras variables by value, so naming comes before the layouts.
     names.name_tensors(parsed, model)
-    encode.sparsify(parsed)
+    encode.sparsify(parsed, prefer)
     tidy.tidy(parsed)
     packed = flatbuffer.write_model(parsed)
     return (packed if len(packed) < len(dense) else dense), dense
@@ -147,6 +167,7 @@ def to_tflite(
     sparse: bool = True,
     verify: bool = True,
     batch_size: int | None = None,
+    prefer: str = "size",
 ) -> ExportResult:
     """Writes a pruned (or plain) Keras model as a small TFLite file that LiteRT runs as is.
 
@@ -184,6 +205,10 @@ def to_tflite(
         verify: Whether to run the file in LiteRT and compare it with Keras. Defaults to True.
         batch_size: A fixed batch size for the file's inputs, or None for any batch (1 when
             the model keeps a loop over time, see above). Defaults to None.
+        prefer: "size" for the smallest file, or "speed" for a file whose kernels all run in
+            XNNPACK at dense speed: no weight is stored as a reshaped view (a last dimension
+            over 256 takes uint16 indices), and int8 weights read by a kernel stay dense.
+            Defaults to "size".
 
     Returns:
         An `ExportResult` with the path, sizes, per-tensor rows and verification figures.
@@ -191,8 +216,8 @@ def to_tflite(
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If `quantize` is unknown, "int8" lacks `representative_data`, the data
-            does not fit the model, `batch_size` is not positive, or the directory of `path`
-            does not exist.
+            does not fit the model, `batch_size` is not positive, `prefer` is unknown, or the
+            directory of `path` does not exist.
         PermissionError: If the directory of `path` is not writable.
         ConversionError: If the model needs operators outside the TFLite builtins, or asks
             for "int8" with a recurrent layer that stays a loop.
@@ -224,6 +249,7 @@ def to_tflite(
     _check_bool("sparse", sparse)
     _check_bool("verify", verify)
     _check_batch_size(batch_size)
+    _check_prefer(prefer)
     directory = _target_directory(path)
     if quantize == "int8" and representative_data is None:
         raise ValueError(
@@ -238,7 +264,12 @@ def to_tflite(
     batch = _file_batch_size(model, quantize, batch_size)
 
     payload, dense = _encode(
-        model, quantize=quantize, representative_data=data, sparse=sparse, batch_size=batch
+        model,
+        quantize=quantize,
+        representative_data=data,
+        sparse=sparse,
+        batch_size=batch,
+        prefer=prefer,
     )
     if quantize is None:
         dense_float32 = len(dense)
@@ -265,4 +296,5 @@ def to_tflite(
         tensors=tuple(describe.tensor_rows(flatbuffer.read_model(payload))),
         verification=checked,
         batch_size=batch,
+        prefer=prefer,
     )

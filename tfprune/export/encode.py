@@ -18,6 +18,12 @@ DENSIFY kernel and the XNNPACK delegate) reads:
 
 Each tensor gets the smallest of dense, native CSR and viewed CSR by an exact byte count of the
 payload plus a fixed allowance for the extra tables, so a layout is only chosen when it pays.
+
+That is the "size" preference. Its RESHAPE costs speed: XNNPACK expands a DENSIFY output once,
+when it prepares, but treats a reshaped copy as a new weight at every invoke, and an int8 kernel
+behind it runs in the slower builtin kernels. The "speed" preference writes no view: a weight
+whose last dimension exceeds 256 takes wider (uint16) indices, and an int8 weight read by a
+kernel stays dense, so every kernel keeps static weights and runs in XNNPACK at dense speed.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ _SPARSE_TYPES = (0, 1, 9)  # float32, float16, int8
 _DENSIFY_OVERHEAD = 160
 _VIEW_OVERHEAD = 200
 _MAX_UINT8_DIM = 256
+PREFERENCES = ("size", "speed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +82,14 @@ def _csr_layout(shape: tuple[int, ...], nnz: int, itemsize: int, reshaped: bool)
     return Layout(shape, index_bytes, segment_bytes, payload, reshaped)
 
 
-def choose_layout(values: np.ndarray, force_view: bool) -> Layout | None:
+def choose_layout(values: np.ndarray, force_view: bool, prefer: str = "size") -> Layout | None:
     """Picks the smallest layout for one stored weight, or None when dense is smallest.
 
     Args:
         values: The stored (possibly quantized) weight values, in their TFLite shape.
         force_view: Whether the weight must go through a RESHAPE (see `sparsify`).
+        prefer: "size" (any layout) or "speed" (no RESHAPE view; a weight that would need one
+            stays dense). Defaults to "size".
 
     Returns:
         The chosen `Layout`, or None to keep the tensor dense.
@@ -88,6 +97,11 @@ def choose_layout(values: np.ndarray, force_view: bool) -> Layout | None:
     shape = tuple(values.shape)
     nnz = max(int(np.count_nonzero(values)), 1)
     itemsize = values.dtype.itemsize
+    if prefer == "speed":
+        if force_view:
+            return None
+        native = _csr_layout(shape, nnz, itemsize, reshaped=False)
+        return native if native.payload + _DENSIFY_OVERHEAD < values.nbytes else None
     candidates = [] if force_view else [_csr_layout(shape, nnz, itemsize, reshaped=False)]
     # The stored tensor carries no quantization (the dense result does), so any row-major view
     # of the data is valid; the widest rows that keep uint8 indices need the fewest segments.
@@ -192,11 +206,12 @@ def weight_tensors(model, subgraph) -> list[int]:
     return sorted(found)
 
 
-def sparsify(model) -> int:
+def sparsify(model, prefer: str = "size") -> int:
     """Rewrites every prunable weight of `model` to its smallest layout, in place.
 
     Args:
         model: A `ModelT` from `flatbuffer.read_model`.
+        prefer: "size" or "speed" (see the module docstring). Defaults to "size".
 
     Returns:
         How many tensors are now stored sparsely.
@@ -212,7 +227,7 @@ def sparsify(model) -> int:
             # to delegate"), and that fails the whole model; behind a RESHAPE the weights are
             # simply not static and the kernel runs in the builtin implementation.
             force_view = tensor.type == 9 and _consumed_by_kernel(model, subgraph, t)
-            layout = choose_layout(values, force_view)
+            layout = choose_layout(values, force_view, prefer)
             if layout is None:
                 continue
             params, stored = _sparsity_parameters(values.reshape(layout.view), layout)

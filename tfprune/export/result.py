@@ -80,6 +80,7 @@ class ExportResult:
         verification: The comparison with Keras, or None when `verify=False`.
         batch_size: The batch size the file's inputs are fixed to, or None when the file takes
             any batch. Defaults to None.
+        prefer: What the sparse layouts were chosen for, "size" or "speed". Defaults to "size".
 
     Example:
 
@@ -100,6 +101,7 @@ class ExportResult:
     tensors: tuple[TensorRow, ...]
     verification: Verification | None
     batch_size: int | None = None
+    prefer: str = "size"
 
     @property
     def ratio(self) -> float:
@@ -111,7 +113,8 @@ class ExportResult:
             f"{self.path}: {self.bytes:,} bytes ({self.ratio:.1%} of dense float32, "
             f"{self.dense_float32_bytes:,} bytes); quantize={self.quantize!r}, "
             f"sparse={self.sparse}"
-            + ("" if self.batch_size is None else f", batch_size={self.batch_size}"),
+            + ("" if self.batch_size is None else f", batch_size={self.batch_size}")
+            + ("" if self.prefer == "size" else f", prefer={self.prefer!r}"),
             format_tensor_table(self.tensors),
         ]
         v = self.verification
