@@ -32,7 +32,7 @@ class Config:
     accuracy_models: tuple[str, ...] = ("lenet", "cnn", "lstm")
     library_seeds: tuple[int, ...] = (0, 1, 2)
     lstm_seeds: tuple[int, ...] = (0,)
-    paper_seeds: tuple[int, ...] = (0, 1)
+    paper_seeds: tuple[int, ...] = (0, 1, 2)
     paper_models: tuple[str, ...] = ("lenet", "cnn")
     paper_targets: tuple[float, ...] = (0.5, 0.75, 0.9)
     time_models: tuple[str, ...] = ("lenet", "cnn", "lstm")
