@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench --quick
 
 bench-full: $(STAMP)
-	$(BIN)/python -m bench --full
+	$(BIN)/python -m bench --full --out bench/full
 
 bench-overhead: $(STAMP)
 	$(BIN)/python -m bench.overhead
