@@ -78,3 +78,16 @@ def stripped_mlp(data, *, sequential: bool, seed: int) -> keras.Model:
     (x, y), _ = data
     keras.utils.set_random_seed(seed)
     return zero_smallest(fit_briefly(mlp(sequential=sequential), x, y))
+
+
+def operator_names(path) -> set[str]:
+    """The builtin operator names used anywhere in a `.tflite` file, every subgraph included."""
+    from tfprune.export import flatbuffer
+
+    with open(path, "rb") as f:
+        model = flatbuffer.read_model(f.read())
+    return {
+        flatbuffer.opcode_name(model, op.opcodeIndex)
+        for subgraph in model.subgraphs
+        for op in subgraph.operators
+    }

@@ -13,6 +13,7 @@ from export_helpers import (
     convnet,
     fit_briefly,
     mlp,
+    operator_names,
     stripped_mlp,
     two_inputs,
     zero_smallest,
@@ -255,14 +256,6 @@ def test_top1_agreement_counts_only_decisive_rows():
     assert verify.compare([flat], [flat], "int8").top1_agreement is None
 
 
-def _ops(path) -> list[str]:
-    from tfprune.export import flatbuffer
-
-    with open(path, "rb") as f:
-        model = flatbuffer.read_model(f.read())
-    return [flatbuffer.opcode_name(model, op.opcodeIndex) for op in model.subgraphs[0].operators]
-
-
 @pytest.mark.parametrize("quantize", [None, "float16", "int8"])
 def test_prefer_speed_writes_no_view_and_keeps_kernels_static(model, data, tmp_path, quantize):
     """A "speed" file has no RESHAPE views: float weights are native CSR behind DENSIFY (which
@@ -274,12 +267,12 @@ def test_prefer_speed_writes_no_view_and_keeps_kernels_static(model, data, tmp_p
     )
     assert speed.verification.passed and speed.prefer == "speed"
     assert size.bytes <= speed.bytes < speed.dense_float32_bytes
-    assert "RESHAPE" in _ops(size.path) and "RESHAPE" not in _ops(speed.path)
+    assert "RESHAPE" in operator_names(size.path) and "RESHAPE" not in operator_names(speed.path)
     layouts = {row.name: row.layout for row in speed.tensors}
     kernel = next(name for name in layouts if name.endswith("kernel") and "64" not in name)
     if quantize == "int8":
         assert all(layout == "dense" for layout in layouts.values())
-        assert "DENSIFY" not in _ops(speed.path)
+        assert "DENSIFY" not in operator_names(speed.path)
     else:
         assert layouts[kernel].startswith("CSR") and " as [" not in layouts[kernel]
 

@@ -9,25 +9,16 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from export_helpers import operator_names
 from tiny_models import digits
 
 import tfprune
-from tfprune.export import ConversionError, flatbuffer, recurrent, to_tflite, verify
+from tfprune.export import ConversionError, recurrent, to_tflite, verify
 
 
 @pytest.fixture(scope="module")
 def data():
     return digits()
-
-
-def _ops(path) -> set[str]:
-    with open(path, "rb") as f:
-        model = flatbuffer.read_model(f.read())
-    return {
-        flatbuffer.opcode_name(model, op.opcodeIndex)
-        for subgraph in model.subgraphs
-        for op in subgraph.operators
-    }
 
 
 def _pruned(model, data, sparsity=0.8, epochs=2):
@@ -64,7 +55,7 @@ def test_fixed_length_lstm_exports_unrolled_at_any_batch(lstm, data, tmp_path, q
     result = to_tflite(lstm, path, quantize=quantize, representative_data=xt)
     assert result.verification.passed
     assert result.batch_size is None
-    ops = _ops(path)
+    ops = operator_names(path)
     assert "WHILE" not in ops and "FULLY_CONNECTED" in ops
     # Any batch: five rows in one invoke give what Keras gives.
     runner = verify._runner(str(path))
@@ -87,7 +78,7 @@ def test_variable_length_lstm_stays_a_loop_at_batch_one(data, tmp_path):
     result = to_tflite(model, path, representative_data=xt[:40])
     assert result.batch_size == 1
     assert "batch_size=1" in str(result).splitlines()[0]
-    assert "WHILE" in _ops(path)
+    assert "WHILE" in operator_names(path)
     # Verification fed all 40 rows, one invoke per row.
     assert result.verification.passed and result.verification.samples == 40
     latency = verify.median_latency_us(str(path), model, [xt], repeats=5)
@@ -155,7 +146,7 @@ def test_gru_bidirectional_and_embedding_export_unrolled(data, tmp_path):
     path = tmp_path / "gru.tflite"
     result = to_tflite(model, path, representative_data=tokens_test)
     assert result.verification.passed and result.batch_size is None
-    assert "WHILE" not in _ops(path)
+    assert "WHILE" not in operator_names(path)
     rows = {row.name: row for row in result.tensors}
     assert rows["gru_cell/kernel"].layout.startswith("CSR")
     assert rows["embed/embeddings"].sparsity == pytest.approx(0.75, abs=0.05)
