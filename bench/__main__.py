@@ -263,7 +263,7 @@ def litert(data_path: str, repeats: int, files: dict[str, str]) -> dict:
 
 
 def _export_order(cfg: presets.Config):
-    """Sort key of export rows: models in preset order, then library, then float32 before int8."""
+    """Sort key of export rows: model in preset order, then library, then `EXPORT_KINDS` order."""
 
     def key(item):
         model, lib, kind = item[0].split("/")

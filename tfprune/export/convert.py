@@ -82,8 +82,9 @@ def _calibration_samples(
     names = input_names(model)
     rows = batch_size or 1
     count = min(len(inputs[0]), _MAX_CALIBRATION_SAMPLES)
-    for i in range(0, count - rows + 1 if count >= rows else 1, rows):
-        # A file fixed to more rows than the data holds is calibrated on repeated rows.
+    # Whole batches only; a file fixed to more rows than the data holds gets one batch of
+    # repeated rows.
+    for i in range(0, max(count - rows, 0) + 1, rows):
         take = [np.resize(a[i : i + rows], (rows, *a.shape[1:])) for a in inputs]
         yield dict(zip(names, take, strict=True))
 
