@@ -211,3 +211,106 @@ def test_pruning_summaries_write_per_layer_sparsity(mnist, tmp_path):
 def test_pruning_summaries_reject_a_bad_log_dir():
     with pytest.raises(TypeError, match="log_dir"):
         tfprune.PruningSummaries(log_dir=3)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class _EveryTwo(tfprune.PruningSchedule):
+    """A custom schedule without `end_step`, as in PruningSchedule's docstring."""
+
+    def __call__(self, step):
+        return step % 2 == 0, 0.5
+
+    def get_config(self):
+        return {}
+
+
+def test_a_schedule_without_end_step_beside_one_that_ends_later(mnist):
+    keras.utils.set_random_seed(7)
+    first = tfprune.prune_low_magnitude(
+        keras.layers.Dense(32, activation="relu", name="fc1"), _EveryTwo()
+    )
+    second = tfprune.prune_low_magnitude(
+        keras.layers.Dense(10, name="fc2"),
+        tfprune.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=100, frequency=4),
+    )
+    model = compile_model(
+        keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), first, second])
+    )
+    with pytest.warns(UserWarning, match=r"end_step=100; 'prune_low_magnitude_fc2' at") as seen:
+        fit(model, mnist, epochs=1)
+    assert "prune_low_magnitude_fc1" not in str(seen[0].message)
+    assert first.mask_sparsity() == pytest.approx(0.5, abs=1e-3)
+
+
+class _WorseEachEpoch(keras.callbacks.Callback):
+    """Feeds EarlyStopping a monitored value that is best at the first epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["watched"] = float(epoch)
+
+
+def test_early_stopping_restore_is_consistent_and_told(mnist):
+    schedule = tfprune.PolynomialDecay(0.0, 0.95, begin_step=0, end_step=40, frequency=2)
+    model = pruned_mlp(schedule)
+    stop = keras.callbacks.EarlyStopping(
+        "watched", mode="min", patience=2, restore_best_weights=True
+    )
+    with pytest.warns(UserWarning, match="Pruning target not reached"):
+        fit(model, mnist, epochs=6, callbacks=[_WorseEachEpoch(), stop])
+    reported = tfprune.sparsity_report(model)
+    actual = [
+        ops.convert_to_numpy(w) for w, _ in tfprune.prune.pruning_wrappers(model)[0].pruned_weights
+    ]
+    first = tfprune.prune.pruning_wrappers(model)[0]
+    # Restored at the end of epoch 1 (8 steps): weights, masks and step all from there.
+    assert int(first.pruning_step) == 8
+    assert first.mask_sparsity() < 0.9
+    assert reported[0].sparsity == pytest.approx(first.mask_sparsity(), abs=1e-6)
+    assert np.all(actual[0][ops.convert_to_numpy(first.pruned_weights[0][1]) == 0] == 0)
+    with pytest.warns(UserWarning, match=r"restored together with its weights.*start_from_epoch"):
+        stripped = tfprune.strip_pruning(model)
+    zeros = float(np.mean(ops.convert_to_numpy(stripped.get_layer("fc1").kernel) == 0))
+    assert zeros == pytest.approx(first.mask_sparsity(), abs=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        tfprune.strip_pruning(model)  # told once
+
+
+def test_restore_seen_at_train_end_when_listed_after_early_stopping(mnist):
+    schedule = tfprune.PolynomialDecay(0.0, 0.95, begin_step=0, end_step=40, frequency=2)
+    model = pruned_mlp(schedule)
+    stop = keras.callbacks.EarlyStopping(
+        "watched", mode="min", patience=2, restore_best_weights=True
+    )
+    (x, y), _ = mnist
+    with pytest.warns(UserWarning, match="restored together with its weights") as seen:
+        model.fit(
+            x,
+            y,
+            batch_size=64,
+            epochs=6,
+            shuffle=False,
+            verbose=0,
+            callbacks=[_WorseEachEpoch(), stop, tfprune.UpdatePruningStep()],
+        )
+    # The end-of-training figure is the sparsity the user gets, not the one before the restore.
+    short = [str(w.message) for w in seen if "target not reached" in str(w.message)]
+    sparsity = tfprune.prune.pruning_wrappers(model)[0].mask_sparsity()
+    assert f"at {sparsity:.1%} of 95.0%" in short[0]
+
+
+def test_a_custom_loop_attaches_itself_without_the_callback(mnist):
+    model = pruned_mlp(tfprune.ConstantSparsity(0.5, 0))
+    (x, y), _ = mnist
+    wrappers = tfprune.prune.pruning_wrappers(model)
+    with pytest.raises(ValueError, match="attach_driver"):
+        model(x[:4], training=True)
+    for w in wrappers:
+        w.attach_driver()
+        w.update_masks(0.5, step=0)
+    model(x[:4], training=True)
+    assert all(w.driven for w in wrappers)
+    for w in wrappers:
+        w.detach_driver()
+    assert not any(w.driven for w in wrappers)
+    assert [w.mask_sparsity() for w in wrappers] == [0.5, 0.5]

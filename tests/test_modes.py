@@ -53,11 +53,11 @@ def train(model, mnist, epochs=2):
 
 
 @pytest.mark.parametrize("dtype_policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_keeps_masks_in_the_variable_dtype(mnist, policy, dtype_policy):
+def test_mixed_precision_keeps_one_byte_masks_and_float32_weights(mnist, policy, dtype_policy):
     model = train(pruned_model(dtype_policy), mnist)
     for wrapper in tfprune.prune.pruning_wrappers(model):
         for weight, mask in wrapper.pruned_weights:
-            assert mask.dtype == weight.dtype == "float32"
+            assert (mask.dtype, weight.dtype) == ("bool", "float32")
             m = keras.ops.convert_to_numpy(mask)
             assert int((m == 0).sum()) == round(0.8 * m.size)
     assert model.layers[-1].compute_dtype == "float32"

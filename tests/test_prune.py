@@ -70,7 +70,7 @@ def test_strip_gives_plain_layers_and_identical_predictions(make):
     for wrapper in tfprune.prune.pruning_wrappers(pruned):
         wrapper.update_masks(0.8)
         for w, m in wrapper.pruned_weights:  # stale values at masked positions must not leak
-            w.assign(w.value + ops.cast(1 - m.value, w.dtype))
+            w.assign(w.value + (1 - ops.cast(m.value, w.dtype)))
     inputs = [
         np.random.default_rng(1).random((4, *i.shape[1:])).astype("float32") for i in model.inputs
     ]

@@ -112,11 +112,11 @@ def test_forward_pass_uses_masked_weights(name):
     wrapper.update_masks(0.5)
     # Move the stored weights away from zero where masked: the output must not change.
     for w, m in wrapper.pruned_weights:
-        w.assign(w.value + ops.cast(1 - m.value, w.dtype) * 3.0)
+        w.assign(w.value + (1 - ops.cast(m.value, w.dtype)) * 3.0)
     got = ops.convert_to_numpy(model(x))
     raw = [ops.convert_to_numpy(w.value) for w, _ in wrapper.pruned_weights]
     for w, m in wrapper.pruned_weights:
-        w.assign(w.value * m.value)
+        w.assign(w.value * ops.cast(m.value, w.dtype))
     expected = ops.convert_to_numpy(wrapper.layer(x))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     for (w, _), value in zip(wrapper.pruned_weights, raw, strict=True):
@@ -183,18 +183,25 @@ def test_dropout_inside_wrapped_lstm_keeps_seed_state_moving():
     wrapper = tfprune.PruneLowMagnitude(layers.LSTM(4, dropout=0.5))
     x = floats(2, 5, 3)
     wrapper(x)
-    wrapper._driven = True
+    wrapper.attach_driver()
     first = ops.convert_to_numpy(wrapper(x, training=True))
     second = ops.convert_to_numpy(wrapper(x, training=True))
     assert not np.allclose(first, second)
 
 
-def test_activity_regularizer_loss_is_kept():
+def test_activity_regularizer_loss_is_kept_and_sees_the_masked_output():
     wrapper = tfprune.PruneLowMagnitude(layers.Dense(3, activity_regularizer="l2"))
     inp = keras.Input((4,))
     model = keras.Model(inp, wrapper(inp))
-    model(floats(2, 4))
-    assert len(model.losses) == 1
+    x = floats(2, 4)
+    wrapper.update_masks(0.5)
+    out = ops.convert_to_numpy(model(x))
+    (loss,) = model.losses
+    # Keras's "l2" activity regularizer: 0.01 * sum(y ** 2) over the batch, divided by its size.
+    assert float(loss) == pytest.approx(0.01 * float(np.sum(out**2)) / len(x), rel=1e-5)
+    kernel, mask = wrapper.pruned_weights[0]
+    masked = x @ (ops.convert_to_numpy(kernel) * ops.convert_to_numpy(mask))
+    np.testing.assert_allclose(out, masked + ops.convert_to_numpy(wrapper.layer.bias), rtol=1e-5)
 
 
 @pytest.mark.parametrize(

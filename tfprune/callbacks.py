@@ -9,7 +9,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfprune.prune import pruning_wrappers
+from tfprune.prune import pruning_wrappers, warn_replaced_masks
 from tfprune.wrapper import PruneLowMagnitude
 
 __all__ = ["UpdatePruningStep", "PruningSummaries"]
@@ -23,15 +23,6 @@ def _wrappers_of(model: Any) -> list[PruneLowMagnitude]:
             "tfprune.prune_low_magnitude before training it with UpdatePruningStep."
         )
     return wrappers
-
-
-def _layer_sparsity(wrapper: PruneLowMagnitude) -> float:
-    zeros = total = 0
-    for _, m in wrapper.pruned_weights:
-        size = int(ops.size(m))
-        total += size
-        zeros += size - int(ops.sum(ops.cast(m.value, "int64")))
-    return zeros / total if total else 0.0
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
@@ -105,7 +96,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._wrappers = _wrappers_of(self.model)
         for w in self._wrappers:
-            w._driven = True
+            w.attach_driver()
         # Read at the first batch, after callbacks such as BackupAndRestore restored the state.
         self._started = False
 
@@ -114,7 +105,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # the wrappers read it from here when they are saved.
         self._step = max(int(ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers)
         for w in self._wrappers:
-            w._step_source = self._current_step
+            w.attach_driver(self._current_step)
         # Wrappers built by one prune_low_magnitude call share one schedule: ask it once a step.
         self._groups = {}
         for w in self._wrappers:
@@ -174,7 +165,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # Once an epoch: the step reaches the variables and optimizer momentum that moved
         # masked (invisible) entries is undone, so the stored weights show the zeros.
         for w in self._wrappers:
-            w._bake()
+            w.bake()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self._started:
@@ -187,20 +178,22 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._close_execution()
         if self._step - 1 >= self._checked:
             self._apply_due(self._step - 1)
-        self._write_step()
         for w in self._wrappers:
-            w._step_source = None  # the variables hold the step now; nothing refers back here
-        short = []
+            w.detach_driver()  # the variables hold the step now; nothing refers back here
+        # A callback listed before this one may already have restored other weights and masks.
+        warn_replaced_masks(self.model, stacklevel=3)
+        short, ends = [], []
         for w in self._wrappers:
-            end = getattr(w.pruning_schedule, "end_step", -1)
+            end = w.pruning_schedule.end_step
             if end is None or end < 0 or self._step > end:
                 continue
             target = w.pruning_schedule(end)[1]
-            reached = _layer_sparsity(w)
+            reached = w.mask_sparsity()
             if reached < target - 1e-6:
                 short.append(f"'{w.name}' at {reached:.1%} of {target:.1%}")
+                ends.append(end)
         if short:
-            end = max(w.pruning_schedule.end_step for w in self._wrappers)
+            end = max(ends)
             warnings.warn(
                 f"Pruning target not reached: training stopped after {self._step} steps, "
                 f"{end + 1 - self._step} step(s) before the schedule's end_step={end}; "
@@ -254,5 +247,5 @@ class PruningSummaries(keras.callbacks.TensorBoard):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
         for w in pruning_wrappers(self.model):
-            logs[f"pruning/{w.name}/sparsity"] = _layer_sparsity(w)
+            logs[f"pruning/{w.name}/sparsity"] = w.mask_sparsity()
         super().on_epoch_end(epoch, logs)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-__all__ = ["num_pruned", "kth_smallest", "magnitude_mask"]
+__all__ = ["num_pruned", "kth_smallest", "magnitude_mask", "count_nonzero", "sparsity"]
 
 
 def num_pruned(size: int, sparsity: float) -> int:
@@ -89,3 +89,34 @@ def magnitude_mask(weight: Any, sparsity: float, *, name: str = "weight") -> np.
     else:
         pruned = below | (ties & (np.cumsum(ties) <= still))
     return (~pruned).reshape(shape).astype(host.dtype)
+
+
+def count_nonzero(values: Any) -> tuple[int, int]:
+    """Returns `(non-zero entries, entries)` over one tensor or array, or a list of them.
+
+    Tensors of any backend are copied to the host once; counts are exact integers.
+
+    Example:
+
+    >>> count_nonzero([np.array([0.0, 1.5]), np.zeros((2, 2), dtype="uint8")])
+    (1, 6)
+    """
+    items = values if isinstance(values, (list, tuple)) else [values]
+    nonzero = total = 0
+    for item in items:
+        host = np.asarray(ops.convert_to_numpy(item))
+        nonzero += int(np.count_nonzero(host))
+        total += int(host.size)
+    return nonzero, total
+
+
+def sparsity(values: Any) -> float:
+    """Returns the fraction of zero entries over one tensor or array, or a list of them.
+
+    Example:
+
+    >>> sparsity(np.array([[0.0, 2.0], [0.0, 0.0]]))
+    0.75
+    """
+    nonzero, total = count_nonzero(values)
+    return 1.0 - nonzero / total if total else 0.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+import warnings
 from typing import Any
 
 import keras
@@ -11,9 +11,17 @@ from keras import ops
 
 from tfprune.registry import supports
 from tfprune.schedules import PruningSchedule
+from tfprune.walk import model_kind, walk
 from tfprune.wrapper import PruneLowMagnitude
 
-__all__ = ["prune_low_magnitude", "strip_pruning", "is_pruned", "pruning_wrappers"]
+__all__ = [
+    "prune_low_magnitude",
+    "strip_pruning",
+    "is_pruned",
+    "pruning_wrappers",
+    "replaced_masks",
+    "warn_replaced_masks",
+]
 
 # tfmot's option names; only their defaults are accepted, so migrating code that passes them
 # explicitly keeps working while a structured request fails loudly instead of being ignored.
@@ -25,17 +33,17 @@ _TFMOT_DEFAULTS = {
 }
 
 
-def _walk(layer: Any) -> Iterator[Any]:
-    yield layer
-    if isinstance(layer, PruneLowMagnitude):
-        return
-    for sub in getattr(layer, "layers", None) or []:
-        yield from _walk(sub)
+def _outside_wrappers(layer: Any) -> bool:
+    return not isinstance(layer, PruneLowMagnitude)
 
 
 def pruning_wrappers(model: Any) -> list[PruneLowMagnitude]:
     """Returns every `PruneLowMagnitude` layer of `model`, nested models included, in order."""
-    return [layer for layer in _walk(model) if isinstance(layer, PruneLowMagnitude)]
+    return [
+        layer
+        for layer in walk(model, into=_outside_wrappers)
+        if isinstance(layer, PruneLowMagnitude)
+    ]
 
 
 def is_pruned(model: Any) -> bool:
@@ -59,9 +67,51 @@ def _check_options(options: dict[str, Any]) -> None:
             )
 
 
+def replaced_masks(model: Any) -> list[tuple[PruneLowMagnitude, float, float]]:
+    """The wrappers whose masks were replaced behind their back, with both sparsities.
+
+    Restoring weights restores masks too (`set_weights`, `EarlyStopping(restore_best_weights=
+    True)`): the model stays consistent, but it may be less sparse than its last update left it.
+
+    Returns:
+        `(wrapper, sparsity now, sparsity it last wrote)` for each wrapper where they differ.
+    """
+    found = []
+    for w in pruning_wrappers(model):
+        written = w.written_sparsity
+        if written is None:
+            continue
+        now = w.mask_sparsity()
+        if abs(now - written) > 1e-9:
+            found.append((w, now, written))
+    return found
+
+
+def warn_replaced_masks(model: Any, stacklevel: int = 2) -> None:
+    """Warns once, naming every wrapper whose masks were replaced (see `replaced_masks`).
+
+    The current masks are then taken as the wrappers' own, so each restore is told once.
+    """
+    found = replaced_masks(model)
+    if not found:
+        return
+    layers = ", ".join(f"'{w.name}' is {now:.1%} sparse (was {was:.1%})" for w, now, was in found)
+    warnings.warn(
+        f"Masks of model '{model.name}' were restored together with its weights, after the "
+        f"last pruning update: {layers}. This is what set_weights, or "
+        "EarlyStopping(restore_best_weights=True), does: the model is consistent (its weights "
+        "are zero where masked) but less sparse than pruned. To keep the target sparsity, let "
+        "EarlyStopping start after the ramp (start_from_epoch=<first epoch after end_step>) "
+        "or keep training with UpdatePruningStep.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+    for w, _, _ in found:
+        w.adopt_masks()
+
+
 def _check_model(model: keras.Model, verb: str) -> None:
-    # Functional is not exported by Keras; its models are the ones built from inputs/outputs.
-    if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional":
+    if model_kind(model) == "subclassed":
         raise ValueError(
             f"Cannot {verb} model '{model.name}' of type {type(model).__name__}: only Sequential "
             "and Functional models can be cloned. For a subclassed model, wrap its prunable "
@@ -188,7 +238,7 @@ def prune_low_magnitude(
                 f"Model '{to_prune.name}' is already pruned: it holds PruneLowMagnitude "
                 "wrappers. Keep training it, or strip it first with tfprune.strip_pruning."
             )
-        if not any(supports(layer) for layer in _walk(to_prune) if layer is not to_prune):
+        if not any(supports(layer) for layer in walk(to_prune) if layer is not to_prune):
             raise ValueError(
                 f"Model '{to_prune.name}' has no layer with prunable weights; nothing to prune."
             )
@@ -231,7 +281,7 @@ def strip_pruning(model: Any) -> Any:
     ['Dense']
     """
     if isinstance(model, PruneLowMagnitude):
-        model._bake()
+        model.bake()
         return model.layer
     if not isinstance(model, keras.Model):
         raise TypeError(
@@ -244,4 +294,5 @@ def strip_pruning(model: Any) -> Any:
             "there is nothing to strip. Export or save it as it is."
         )
     _check_model(model, "strip")
+    warn_replaced_masks(model, stacklevel=3)
     return _clone_model(model, _Copy(None, prune=False))

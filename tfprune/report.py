@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import keras
 from keras import ops
 
-from tfprune.prune import _walk
-from tfprune.registry import prunable_weights
+from tfprune.files import atomic_path
+from tfprune.masks import count_nonzero
+from tfprune.registry import prunable_weights, supports
+from tfprune.table import format_table
+from tfprune.walk import walk
 from tfprune.wrapper import PruneLowMagnitude
 
 __all__ = ["SparsityRow", "SparsityReport", "sparsity_report"]
@@ -48,8 +52,7 @@ class SparsityReport(list):
         return 1.0 - self.nonzeros / self.total if self.total else 0.0
 
     def __str__(self) -> str:
-        header = ("layer", "weight", "shape", "nonzeros", "sparsity")
-        lines = [
+        body = [
             (
                 r.layer,
                 r.weight,
@@ -59,37 +62,29 @@ class SparsityReport(list):
             )
             for r in self
         ]
-        lines.append(("total", "", f"{self.total:,}", f"{self.nonzeros:,}", f"{self.sparsity:.2%}"))
-        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
-
-        def fmt(cells: tuple) -> str:
-            return "  ".join(
-                str(c).ljust(w) if i < 2 else str(c).rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-
-        rule = "  ".join("-" * w for w in widths)
-        return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
+        footer = ("total", "", f"{self.total:,}", f"{self.nonzeros:,}", f"{self.sparsity:.2%}")
+        header = ("layer", "weight", "shape", "nonzeros", "sparsity")
+        return format_table(header, body, right=(2, 3, 4), footer=footer, rules=True)
 
 
 def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
+    return math.prod(int(d) for d in shape)
 
 
 def _row(layer_name: str, weight: Any, value: Any) -> SparsityRow:
-    shape = tuple(int(d) for d in weight.shape)
-    size = _prod(shape)
-    nonzeros = int(ops.count_nonzero(value)) if size else 0
+    nonzeros, size = count_nonzero(value)
     return SparsityRow(
         layer=layer_name,
         weight=weight.name,
-        shape=shape,
+        shape=tuple(int(d) for d in weight.shape),
         nonzeros=nonzeros,
         sparsity=1.0 - nonzeros / size if size else 0.0,
     )
+
+
+def _reported_inside(layer: Any) -> bool:
+    # A wrapper or a layer with its own rule reports its weights itself; its parts do not.
+    return not isinstance(layer, PruneLowMagnitude) and not supports(layer)
 
 
 def sparsity_report(model: Any) -> SparsityReport:
@@ -122,7 +117,7 @@ def sparsity_report(model: Any) -> SparsityReport:
             f"Received: model={model!r} of type {type(model).__name__}"
         )
     report = SparsityReport()
-    for layer in _walk(model):
+    for layer in walk(model, into=_reported_inside):
         if isinstance(layer, PruneLowMagnitude):
             for w, m in layer.pruned_weights:
                 report.append(_row(layer.layer.name, w, w.value * ops.cast(m.value, w.dtype)))
@@ -148,9 +143,6 @@ def plot_pruning(model: Any, schedule: Any, steps: int, path: str) -> str:
     Raises:
         ImportError: If matplotlib is not installed (`pip install tfprune[plot]`).
     """
-    import os
-    import tempfile
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -170,13 +162,6 @@ def plot_pruning(model: Any, schedule: Any, steps: int, path: str) -> str:
     right.set(xlabel="sparsity", title="Final sparsity per weight", xlim=(0, 1))
     right.invert_yaxis()
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".png") as temp:
+        fig.savefig(temp, format="png")
     return path

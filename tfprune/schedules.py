@@ -13,38 +13,17 @@ from typing import Any
 
 import keras
 
+from tfprune.checks import check_int, check_number
+
 __all__ = ["PruningSchedule", "PolynomialDecay", "ConstantSparsity"]
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"Argument `{name}` must be an integer. Received: {name}={value!r} "
-            f"of type {type(value).__name__}"
-        )
-    if value < minimum:
-        raise ValueError(f"Argument `{name}` must be >= {minimum}. Received: {name}={value}")
-    return int(value)
-
-
 def _check_sparsity(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"Argument `{name}` must be a number in [0, 1). Received: {name}={value!r} "
-            f"of type {type(value).__name__}"
-        )
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"Argument `{name}` must be in [0, 1). Received: {name}={value}")
-    return float(value)
+    return check_number(name, value, 0.0, 1.0)
 
 
 def _check_step(step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise TypeError(
-            f"Argument `step` must be an integer. Received: step={step!r} "
-            f"of type {type(step).__name__}"
-        )
-    return int(step)
+    return check_int("step", step)
 
 
 class PruningSchedule(abc.ABC):
@@ -53,7 +32,12 @@ class PruningSchedule(abc.ABC):
     Subclasses implement `__call__` as a pure function of the integer step and `get_config`
     returning their constructor arguments. Register a subclass with
     `keras.saving.register_keras_serializable()` so that models that use it load without
-    `custom_objects`.
+    `custom_objects`. A schedule that ends sets `end_step` (the last step that may update the
+    masks); the base class's None means it never ends, and then no "target not reached"
+    warning is given for it.
+
+    Attributes:
+        end_step: The last step that updates the masks, or None (or -1) for no end.
 
     Raises:
         TypeError: If the class itself, or a subclass missing `__call__` or `get_config`, is
@@ -73,6 +57,8 @@ class PruningSchedule(abc.ABC):
     ...
     TypeError: Can't instantiate abstract class PruningSchedule...
     """
+
+    end_step: int | None = None
 
     @abc.abstractmethod
     def __call__(self, step: int) -> tuple[bool, float]:
@@ -155,9 +141,9 @@ class PolynomialDecay(PruningSchedule):
     ) -> None:
         self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
         self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
-        self.begin_step = _check_int("begin_step", begin_step, 0)
-        self.end_step = _check_int("end_step", end_step, 0)
-        self.frequency = _check_int("frequency", frequency, 1)
+        self.begin_step = check_int("begin_step", begin_step, 0)
+        self.end_step = check_int("end_step", end_step, 0)
+        self.frequency = check_int("frequency", frequency, 1)
         if isinstance(power, bool) or not isinstance(power, numbers.Real):
             raise TypeError(
                 f"Argument `power` must be a number. Received: power={power!r} "
@@ -246,9 +232,9 @@ class ConstantSparsity(PruningSchedule):
         frequency: int = 100,
     ) -> None:
         self.target_sparsity = _check_sparsity("target_sparsity", target_sparsity)
-        self.begin_step = _check_int("begin_step", begin_step, 0)
-        self.end_step = _check_int("end_step", end_step, -1)
-        self.frequency = _check_int("frequency", frequency, 1)
+        self.begin_step = check_int("begin_step", begin_step, 0)
+        self.end_step = check_int("end_step", end_step, -1)
+        self.frequency = check_int("frequency", frequency, 1)
         if self.end_step != -1 and self.end_step < self.begin_step:
             raise ValueError(
                 "Argument `end_step` must be -1 or >= `begin_step`. "

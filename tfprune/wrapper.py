@@ -35,8 +35,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     The forward pass uses `weight * mask` for every prunable weight (kernels, embeddings,
     recurrent kernels; never biases), so masked entries contribute nothing and receive no
-    gradient. The masks and the step counter are non-trainable state of this layer: they are
-    saved in `.keras` files and restored by `keras.models.load_model` with no `custom_objects`.
+    gradient. The masks (one byte per entry) and the step counter are non-trainable state of
+    this layer: they are saved in `.keras` files and restored by `keras.models.load_model` with
+    no `custom_objects`.
     The masks change only when `UpdatePruningStep` (or the custom-loop equivalent) tells the
     layer to, at the steps its schedule names; the training step itself does no mask work
     beyond the multiply.
@@ -61,8 +62,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     >>> import keras, tfprune
     >>> layer = tfprune.PruneLowMagnitude(keras.layers.Dense(4))
     >>> y = layer(keras.ops.ones((2, 3)))
-    >>> [v.name for v in layer.non_trainable_weights]
-    ['kernel_mask', 'pruning_step']
+    >>> [(v.name, v.dtype) for v in layer.non_trainable_weights]
+    [('kernel_mask', 'bool'), ('pruning_step', 'int32')]
     """
 
     def __init__(
@@ -93,11 +94,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self._pruned: list[Any] = []
         self._masks: list[Any] = []
         self.pruning_step = None
-        # Set by UpdatePruningStep: training without it is an error, and the step it counts on
-        # the host is read from it (and written into `pruning_step`) only when the model is
-        # saved or an epoch ends, never per batch.
+        # Set through attach_driver (UpdatePruningStep does it): training without a driver is
+        # an error, and the step it counts on the host is read from it (and written into
+        # `pruning_step`) only when the layer is baked, never per batch.
         self._driven = False
         self._step_source: Callable[[], int] | None = None
+        # The sparsity the masks had when this layer last wrote or loaded them: a restore
+        # behind its back (set_weights, EarlyStopping) shows as a difference.
+        self._written_sparsity: float | None = None
         if layer.built:
             self._create_state()
 
@@ -133,7 +137,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             self.add_weight(
                 name=f"{w.name}_mask",
                 shape=w.shape,
-                dtype=w.dtype,
+                dtype="bool",
                 initializer="ones",
                 trainable=False,
                 autocast=False,
@@ -143,6 +147,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.pruning_step = self.add_weight(
             name="pruning_step", shape=(), dtype="int32", initializer="zeros", trainable=False
         )
+        self._written_sparsity = 0.0
 
     @property
     def pruned_weights(self) -> list[tuple[Any, Any]]:
@@ -153,8 +158,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         if training is True and not self._driven:
             raise ValueError(
                 f"Layer '{self.name}' is being trained without the pruning callback. Pass "
-                "`callbacks=[tfprune.UpdatePruningStep()]` to `model.fit`, or drive a custom "
-                "training loop with UpdatePruningStep's methods (see its docstring)."
+                "`callbacks=[tfprune.UpdatePruningStep()]` to `model.fit`; a custom training "
+                "loop calls UpdatePruningStep's methods (see its docstring), or attaches "
+                "itself with `attach_driver()` and calls `update_masks` at its update steps."
             )
         if "training" in self._call_params:
             kwargs["training"] = training
@@ -210,26 +216,87 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             new = _masks.magnitude_mask(
                 effective, sparsity, name=f"weight '{w.path}' of layer '{self.layer.name}'"
             )
-            m.assign(new.astype(effective.dtype))
+            m.assign(new.astype(bool))
             w.assign(effective * new)
         if step is not None:
             self.pruning_step.assign(step)
+        self._written_sparsity = self.mask_sparsity()
 
-    def _bake(self) -> None:
+    def mask_sparsity(self) -> float:
+        """Returns the fraction of entries the masks prune now, over all pruned weights.
+
+        Example:
+
+        >>> layer = PruneLowMagnitude(keras.layers.Dense(4))
+        >>> _ = layer(keras.ops.ones((1, 5)))
+        >>> layer.update_masks(0.25)
+        >>> layer.mask_sparsity()
+        0.25
+        """
+        return _masks.sparsity([m for _, m in self.pruned_weights])
+
+    @property
+    def written_sparsity(self) -> float | None:
+        """The mask sparsity this layer left when it last computed or loaded its masks.
+
+        It differs from `mask_sparsity()` when the masks were replaced behind the layer's back:
+        `set_weights` or `EarlyStopping(restore_best_weights=True)` restore masks with the
+        weights. None before the layer is built.
+        """
+        return self._written_sparsity
+
+    def adopt_masks(self) -> None:
+        """Accepts the current masks as this layer's own (after a deliberate `set_weights`)."""
+        self._written_sparsity = self.mask_sparsity() if self._masks else None
+
+    @property
+    def driven(self) -> bool:
+        """Whether a driver (`UpdatePruningStep`, or a custom loop) is attached."""
+        return self._driven
+
+    def attach_driver(self, step_source: Callable[[], int] | None = None) -> None:
+        """Marks this layer as driven by a training loop that updates its masks.
+
+        Training a wrapper with no driver attached raises an error, because its masks would
+        never change. `UpdatePruningStep` attaches itself when training begins; a custom loop
+        that calls `update_masks` itself attaches with this method.
+
+        Args:
+            step_source: A function that returns the current training step, counted on the
+                host; `bake` writes it into `pruning_step`. Defaults to None (the loop writes
+                the step through `update_masks`).
+        """
+        self._driven = True
+        self._step_source = step_source
+
+    def detach_driver(self) -> None:
+        """Bakes the state (see `bake`) and forgets the driver; training again needs one."""
+        self.bake()
+        self._driven = False
+        self._step_source = None
+
+    def bake(self) -> None:
+        """Writes the pruning state into the variables.
+
+        The stored weights are zeroed where masked (an optimizer with momentum may move masked
+        entries, which the forward pass never sees), and the driver's step, if it has a step
+        source, is written into `pruning_step`. Runs whenever the layer is saved, so
+        checkpoints hold exact zeros and the step.
+        """
         for w, m in self.pruned_weights:
             w.assign(w.value * ops.cast(m.value, w.dtype))
         if self._step_source is not None and self.pruning_step is not None:
             self.pruning_step.assign(self._step_source())
 
     def save_own_variables(self, store: Any) -> None:
-        # Runs before the wrapped layer saves its own variables: checkpoints hold exact zeros
-        # at masked positions and the step counted on the host.
-        self._bake()
+        # Runs before the wrapped layer saves its own variables.
+        self.bake()
         super().save_own_variables(store)
 
     def load_own_variables(self, store: Any) -> None:
         super().load_own_variables(store)
         self._step_source = None
+        self.adopt_masks()
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
