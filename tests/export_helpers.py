@@ -82,12 +82,8 @@ def stripped_mlp(data, *, sequential: bool, seed: int) -> keras.Model:
 
 def operator_names(path) -> set[str]:
     """The builtin operator names used anywhere in a `.tflite` file, every subgraph included."""
-    from tfprune.export import flatbuffer
+    from tfprune.export.graph import Graph
 
     with open(path, "rb") as f:
-        model = flatbuffer.read_model(f.read())
-    return {
-        flatbuffer.opcode_name(model, op.opcodeIndex)
-        for subgraph in model.subgraphs
-        for op in subgraph.operators
-    }
+        graph = Graph.from_bytes(f.read())
+    return {name for subgraph in graph.subgraphs for name, _ in subgraph.walk_ops()}

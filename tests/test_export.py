@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from export_helpers import (
 from tiny_models import digits
 
 import tfprune
-from tfprune.export import ExportResult, VerificationError, to_tflite, verify
+from tfprune.export import VerificationError, modes, to_tflite, verify
 
 MODES = [None, "float16", "dynamic", "int8"]
 
@@ -88,7 +89,7 @@ def test_result_lists_sparse_weights_and_prints_a_table(exports):
     assert "CSR idx u8" in text
     assert "verification: passed" in text
     assert f"{result.bytes:,} bytes" in text
-    assert isinstance(result, ExportResult)
+    assert f"bytes: {result.byte_split}" in text
 
 
 def test_functional_model_exports(data, tmp_path):
@@ -158,7 +159,7 @@ def test_pruned_model_is_stripped_before_export(data, tmp_path):
 
 
 def test_failed_verification_raises_and_leaves_no_file(model, tmp_path, monkeypatch):
-    monkeypatch.setitem(verify.TOLERANCES, None, -1.0)
+    monkeypatch.setitem(modes.MODES, None, dataclasses.replace(modes.MODES[None], tolerance=-1.0))
     path = tmp_path / "never.tflite"
     with pytest.raises(VerificationError, match="beyond the bound"):
         to_tflite(model, path)
@@ -166,7 +167,7 @@ def test_failed_verification_raises_and_leaves_no_file(model, tmp_path, monkeypa
 
 
 def test_verify_false_skips_the_check(model, tmp_path, monkeypatch):
-    monkeypatch.setitem(verify.TOLERANCES, None, -1.0)
+    monkeypatch.setitem(modes.MODES, None, dataclasses.replace(modes.MODES[None], tolerance=-1.0))
     result = to_tflite(model, tmp_path / "unchecked.tflite", verify=False)
     assert result.verification is None
     assert "verification: skipped" in str(result)
@@ -268,13 +269,14 @@ def test_prefer_speed_writes_no_view_and_keeps_kernels_static(model, data, tmp_p
     assert speed.verification.passed and speed.prefer == "speed"
     assert size.bytes <= speed.bytes < speed.dense_float32_bytes
     assert "RESHAPE" in operator_names(size.path) and "RESHAPE" not in operator_names(speed.path)
-    layouts = {row.name: row.layout for row in speed.tensors}
-    kernel = next(name for name in layouts if name.endswith("kernel") and "64" not in name)
+    layouts = {row.shape: row.layout for row in speed.tensors}
+    first_kernel = layouts[(64, 784)]  # the 784 -> 64 layer's kernel, as FULLY_CONNECTED stores it
     if quantize == "int8":
-        assert all(layout == "dense" for layout in layouts.values())
+        assert first_kernel == "dense (int8 kernel weights stay dense for speed)"
+        assert all(layout.startswith("dense") for layout in layouts.values())
         assert "DENSIFY" not in operator_names(speed.path)
     else:
-        assert layouts[kernel].startswith("CSR") and " as [" not in layouts[kernel]
+        assert first_kernel.startswith("CSR idx u16") and " as [" not in first_kernel
 
 
 @pytest.mark.parametrize(("prefer", "error"), [("fast", ValueError), (1, TypeError)])

@@ -33,7 +33,9 @@ def test_describe_lists_every_constant_with_its_layout(exported):
     assert lines[1].split() == ["tensor", "shape", "dtype", "sparsity", "layout", "bytes"]
     assert any("64x784" in line and "CSR idx u8" in line and "90.0%" in line for line in lines)
     assert any("10x64" in line and "CSR idx u8" in line for line in lines)
-    assert lines[-1].split()[0] == "total"
+    assert lines[-2].split()[0] == "total"
+    assert lines[-1] == f"bytes: {exported.byte_split}"
+    assert exported.byte_split.total == exported.bytes
 
 
 def test_describe_a_dense_file_reports_zeros_but_dense_layout(model, tmp_path):

@@ -73,7 +73,7 @@ def test_barely_sparse_weight_is_not_worth_a_sparse_layout():
 def test_layout_decodes_to_the_original_values(shape, dtype):
     values = sparse_matrix(shape, 0.9, dtype)
     layout = encode.choose_layout(values, force_view=dtype == np.int8)
-    params, stored = encode._sparsity_parameters(values.reshape(layout.view), layout)
+    params, stored = encode.csr(values.reshape(layout.view), layout)
     assert stored.size * stored.itemsize + layout.payload - stored.nbytes == layout.payload
     np.testing.assert_array_equal(decode(params, stored, layout.view).reshape(shape), values)
 
@@ -81,7 +81,7 @@ def test_layout_decodes_to_the_original_values(shape, dtype):
 def test_all_zero_weight_still_encodes_one_value():
     values = np.zeros((8, 300), np.float32)
     layout = encode.choose_layout(values, force_view=False)
-    params, stored = encode._sparsity_parameters(values.reshape(layout.view), layout)
+    params, stored = encode.csr(values.reshape(layout.view), layout)
     assert stored.size == 1
     np.testing.assert_array_equal(decode(params, stored, layout.view).reshape(values.shape), 0)
 

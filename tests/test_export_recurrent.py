@@ -58,7 +58,7 @@ def test_fixed_length_lstm_exports_unrolled_at_any_batch(lstm, data, tmp_path, q
     ops = operator_names(path)
     assert "WHILE" not in ops and "FULLY_CONNECTED" in ops
     # Any batch: five rows in one invoke give what Keras gives.
-    runner = verify._runner(str(path))
+    runner = verify.runner(str(path))
     assert verify.fixed_batch(runner) is None
     (got,) = verify.run_tflite(str(path), lstm, [xt[:5]])
     assert got.shape == (5, 10)
@@ -90,7 +90,7 @@ def test_loop_takes_an_explicit_batch_size(data, tmp_path):
     _, (xt, _) = data
     result = to_tflite(model, tmp_path / "b4.tflite", representative_data=xt[:10], batch_size=4)
     assert result.batch_size == 4
-    runner = verify._runner(result.path)
+    runner = verify.runner(result.path)
     assert verify.fixed_batch(runner) == 4
     # 10 rows = two full batches and a padded one; the padding never reaches the caller.
     (got,) = verify.run_tflite(result.path, model, [xt[:10]])

@@ -17,8 +17,9 @@ commands:
   demo                 train dense and pruned LeNet-300-100 on the embedded MNIST sample,
                        export them to LiteRT and print the comparison
   export MODEL.keras -o OUT.tflite [--quantize int8 --calibration DATA.npz] [--no-sparse]
-                       [--prefer speed] [--batch_size N] [--compare]
-  report FILE          per-layer sparsity of a .keras file, or per-tensor layout of a .tflite
+                       [--prefer speed] [--batch_size N] [--keep_names] [--compare]
+  report FILE          per-layer sparsity of a .keras file, or per-tensor layout and byte
+                       split of a .tflite
 
 Run `tfprune COMMAND --help` for the flags of a command."""
 
@@ -49,11 +50,13 @@ def _define_export(fv: flags.FlagValues) -> None:
     flags.DEFINE_string(
         "output", None, "Path of the .tflite file to write.", short_name="o", flag_values=fv
     )
+    from tfprune.export.modes import MODES
+
     flags.DEFINE_enum(
         "quantize",
         "none",
-        ["none", "float16", "dynamic", "int8"],
-        "Quantization mode.",
+        ["none", *(q for q in MODES if q is not None)],
+        "Quantization mode (none: float32).",
         flag_values=fv,
     )
     flags.DEFINE_string(
@@ -77,6 +80,12 @@ def _define_export(fv: flags.FlagValues) -> None:
         None,
         "Fix the batch size of the file's inputs (default: any batch).",
         lower_bound=1,
+        flag_values=fv,
+    )
+    flags.DEFINE_boolean(
+        "keep_names",
+        False,
+        "Keep tensor names in the file (the runtime reads none).",
         flag_values=fv,
     )
     flags.DEFINE_boolean(
@@ -188,6 +197,7 @@ def _cmd_export(fv: flags.FlagValues, args: Sequence[str]) -> int:
             sparse=fv.sparse,
             prefer=fv.prefer,
             batch_size=fv.batch_size,
+            keep_names=fv.keep_names,
         )
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         # VerificationError and ConversionError are RuntimeErrors with a one-line summary.

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tfprune.table import format_table
+
 # (name, quantize, sparse), in the order the table lists them.
 VARIANTS = (
     ("float32 dense", None, False),
@@ -85,9 +87,10 @@ def compare_variants(
     >>> rows[0].ratio, rows[0].metric
     (1.0, 'top-1 agreement')
     """
-    from tfprune.export import _plain_model, convert, to_tflite, verify
+    from tfprune.export import convert, verify
+    from tfprune.export.tflite import plain_model, to_tflite
 
-    model = _plain_model(model)
+    model = plain_model(model)
     inputs = convert.as_input_list(model, x_eval, argument="x_eval")
     calibration = representative_data if representative_data is not None else inputs
     if y_eval is not None:
@@ -166,12 +169,4 @@ def format_compare_table(rows: Sequence[CompareRow]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    lines = []
-    for row in [header, *body]:
-        cells = [
-            cell.ljust(width) if i in (0, 5) else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    return format_table(header, body, right=(1, 2, 3, 4))

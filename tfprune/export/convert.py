@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -10,24 +11,8 @@ import numpy as np
 
 from tfprune.export.result import ConversionError
 
-QUANTIZE_MODES = (None, "float16", "dynamic", "int8")
-
 # Calibration needs only a few hundred samples; more costs time without moving the ranges.
 _MAX_CALIBRATION_SAMPLES = 256
-
-
-def check_quantize(quantize: object) -> None:
-    """Raises if `quantize` is not one of the supported modes."""
-    if quantize is not None and not isinstance(quantize, str):
-        raise TypeError(
-            "Argument `quantize` must be None or a string. "
-            f"Received: quantize={quantize!r} of type {type(quantize).__name__}"
-        )
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(
-            'Argument `quantize` must be one of None, "float16", "dynamic", "int8". '
-            f"Received: quantize={quantize!r}"
-        )
 
 
 def as_input_list(model, data, argument: str = "representative_data") -> list[np.ndarray]:
@@ -89,7 +74,32 @@ def _calibration_samples(
         yield dict(zip(names, take, strict=True))
 
 
-def to_flatbuffer(
+@contextlib.contextmanager
+def saved_model(model, batch_size: int | None = None) -> Iterator[str]:
+    """Exports a plain Keras model once as a SavedModel; yields its directory.
+
+    Every input is named after its Keras input, which fixes the signature's input names and
+    lets calibration and verification feed inputs by name, whatever order the converter uses.
+
+    Args:
+        model: A Keras 3 model without pruning wrappers.
+        batch_size: The batch dimension of the inputs: None for any batch, or a fixed number
+            of rows. Defaults to None.
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="tfprune-savedmodel-") as directory:
+        specs = [
+            tf.TensorSpec([batch_size, *tensor.shape[1:]], tensor.dtype, name=name)
+            for tensor, name in zip(model.inputs, input_names(model), strict=True)
+        ]
+        signature = specs if len(specs) == 1 else [specs]
+        model.export(directory, format="tf_saved_model", verbose=False, input_signature=signature)
+        yield directory
+
+
+def convert(
+    directory: str,
     model,
     *,
     quantize: str | None = None,
@@ -97,18 +107,19 @@ def to_flatbuffer(
     stock_sparsity: bool = False,
     batch_size: int | None = None,
 ) -> bytes:
-    """Converts a plain Keras model to TFLite bytes with builtin ops only.
+    """Converts an exported SavedModel to TFLite bytes with builtin ops only.
 
     Args:
-        model: A Keras 3 model without pruning wrappers.
-        quantize: One of `QUANTIZE_MODES`. Defaults to None (float32).
+        directory: The SavedModel of `model` (see `saved_model`).
+        model: The Keras model it was exported from (for its input names).
+        quantize: A mode of `modes.MODES`. Defaults to None (float32).
         representative_data: Model inputs as a list of arrays, one per model input, used to
             calibrate "int8". Defaults to None.
         stock_sparsity: Whether to ask the converter for its own sparse encoding
             (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`); used only to compare against it.
             Defaults to False.
-        batch_size: The batch dimension of the file's inputs: None for any batch (dynamic),
-            or a fixed number of rows. Defaults to None.
+        batch_size: The batch size the SavedModel was exported with (calibration batches are
+            cut to it). Defaults to None.
 
     Returns:
         The flatbuffer bytes.
@@ -119,43 +130,38 @@ def to_flatbuffer(
     """
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="tfprune-savedmodel-") as saved_dir:
-        # Naming every input after its Keras input fixes the signature's input names and lets
-        # calibration and verification feed inputs by name, whatever order the converter uses.
-        specs = [
-            tf.TensorSpec([batch_size, *tensor.shape[1:]], tensor.dtype, name=name)
-            for tensor, name in zip(model.inputs, input_names(model), strict=True)
-        ]
-        signature = specs if len(specs) == 1 else [specs]
-        model.export(saved_dir, format="tf_saved_model", verbose=False, input_signature=signature)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir)
-        optimizations = []
-        if quantize is not None:
-            optimizations.append(tf.lite.Optimize.DEFAULT)
-        if stock_sparsity:
-            optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-        converter.optimizations = optimizations
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantize == "int8":
-            inputs = list(representative_data)
-            converter.representative_dataset = lambda: _calibration_samples(
-                model, inputs, batch_size
-            )
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        try:
-            with warnings.catch_warnings():
-                # Calibration runs TensorFlow's own (deprecated) interpreter internally; the
-                # warning concerns TensorFlow, not this conversion.
-                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-                return bytes(converter.convert())
-        except Exception as error:  # the converter raises several unrelated classes
-            message = str(error)
-            if "Flex" in message or "SELECT_TF_OPS" in message or "not supported" in message:
-                raise ConversionError(
-                    "The model uses operations that TFLite builtins do not provide (they would "
-                    "need Flex / SELECT_TF_OPS, which tfprune does not emit). Converter said: "
-                    + message.strip().splitlines()[-1]
-                ) from error
-            raise ConversionError(f"TFLite conversion failed: {message.strip()}") from error
+    converter = tf.lite.TFLiteConverter.from_saved_model(directory)
+    optimizations = []
+    if quantize is not None:
+        optimizations.append(tf.lite.Optimize.DEFAULT)
+    if stock_sparsity:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.optimizations = optimizations
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        inputs = list(representative_data)
+        converter.representative_dataset = lambda: _calibration_samples(model, inputs, batch_size)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    try:
+        with warnings.catch_warnings():
+            # Calibration runs TensorFlow's own (deprecated) interpreter internally; the
+            # warning concerns TensorFlow, not this conversion.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            return bytes(converter.convert())
+    except Exception as error:  # the converter raises several unrelated classes
+        message = str(error)
+        if "Flex" in message or "SELECT_TF_OPS" in message or "not supported" in message:
+            raise ConversionError(
+                "The model uses operations that TFLite builtins do not provide (they would "
+                "need Flex / SELECT_TF_OPS, which tfprune does not emit). Converter said: "
+                + message.strip().splitlines()[-1]
+            ) from error
+        raise ConversionError(f"TFLite conversion failed: {message.strip()}") from error
+
+
+def to_flatbuffer(model, *, batch_size: int | None = None, **options) -> bytes:
+    """Exports and converts in one call: `convert(saved_model(model), model, **options)`."""
+    with saved_model(model, batch_size) as directory:
+        return convert(directory, model, batch_size=batch_size, **options)

@@ -1,4 +1,6 @@
-"""Per-tensor description of a `.tflite` file: shapes, types, sparsity, stored layout, bytes."""
+"""What a `.tflite` file holds: per-tensor rows (shape, type, sparsity, layout, bytes) and a
+split of every byte of the file into weights, sparse indices, quantization parameters, names
+and graph tables."""
 
 from __future__ import annotations
 
@@ -6,114 +8,114 @@ import os
 
 import numpy as np
 
-from tfprune.export import flatbuffer
+from tfprune.export import bytesplit, ops
+from tfprune.export.graph import Graph, Subgraph, numpy_dtype, schema, shape_of, type_name
 from tfprune.export.result import TensorRow, format_tensor_table
+from tfprune.masks import count_nonzero
 
-_INDEX_NAMES = {1: "i32", 2: "u16", 3: "u8"}
+_INDEX_NAMES = {"Int32Vector": "i32", "Uint16Vector": "u16", "Uint8Vector": "u8"}
 
 
-def _sparse_row(model, tensor, name: str) -> TensorRow:
-    stored = len(model.buffers[tensor.buffer].data)
-    itemsize = flatbuffer.DTYPES[tensor.type].itemsize if tensor.type in flatbuffer.DTYPES else 1
-    nnz = stored // itemsize
+def _vector_name(code: int) -> str:
+    for name, value in vars(schema().SparseIndexVector).items():
+        if value == code and not name.startswith("_"):
+            return _INDEX_NAMES.get(name, name)
+    return "?"
+
+
+def _sparse_row(graph: Graph, tensor, name: str, shape: tuple[int, ...]) -> TensorRow:
+    stored = len(graph.buffer_data(tensor.buffer))
+    dtype = numpy_dtype(tensor.type)
+    nnz = stored // (dtype.itemsize if dtype is not None else 1)
     arrays = 0
     parts = []
     for dim in tensor.sparsity.dimMetadata:
         if dim.arrayIndices is not None:
             arrays += np.asarray(dim.arrayIndices.values).nbytes
-            parts.append(f"idx {_INDEX_NAMES.get(dim.arrayIndicesType, '?')}")
+            parts.append(f"idx {_vector_name(dim.arrayIndicesType)}")
         if dim.arraySegments is not None:
             arrays += np.asarray(dim.arraySegments.values).nbytes
-            parts.append(f"seg {_INDEX_NAMES.get(dim.arraySegmentsType, '?')}")
-    shape = tuple(int(d) for d in tensor.shape)
+            parts.append(f"seg {_vector_name(dim.arraySegmentsType)}")
     size = int(np.prod(shape))
+    layout = "CSR " + " ".join(parts)
+    if shape != shape_of(tensor):
+        layout += f" as {list(shape_of(tensor))}"
     return TensorRow(
         name=name,
         shape=shape,
-        dtype=flatbuffer.TYPE_NAMES.get(tensor.type, str(tensor.type)),
+        dtype=type_name(tensor.type),
         sparsity=1.0 - nnz / size if size else 0.0,
-        layout="CSR " + " ".join(parts),
+        layout=layout,
         bytes=stored + arrays,
     )
 
 
-def tensor_rows(model) -> list[TensorRow]:
-    """One row per constant tensor of every subgraph of a parsed model.
+def _expanded_shape(subgraph: Subgraph, t: int, consumers) -> tuple[int, ...]:
+    """The shape kernels see for sparse tensor `t`: DENSIFY's result, followed through the
+    operators that pass it on (DEQUANTIZE, a RESHAPE of a view) while they are its only reader."""
+    shape = shape_of(subgraph.tensors[t])
+    while True:
+        uses = consumers.get(t, [])
+        if len(uses) != 1:
+            return shape
+        entry = ops.op(subgraph.graph.op_name(uses[0].op))
+        outputs = [int(v) for v in np.asarray(uses[0].op.outputs).reshape(-1)]
+        if not entry.passes_value or len(outputs) != 1:
+            return shape
+        t = outputs[0]
+        shape = shape_of(subgraph.tensors[t])
 
-    A sparse tensor stored as a flat view and reshaped back is reported under the dense shape
-    that its consumers see, with the view in its layout.
+
+def tensor_rows(graph: Graph, notes: dict[int, str] | None = None) -> list[TensorRow]:
+    """One row per constant tensor of every subgraph.
+
+    A sparse tensor is reported under the dense shape its kernels see, with the stored view in
+    its layout. A weight that stays dense for a reason (see `encode.sparsify`) says why.
+
+    Args:
+        graph: The model.
+        notes: `id(tensor)` -> why that tensor stays dense. Defaults to None.
     """
+    notes = notes or {}
     rows = []
-    for subgraph in model.subgraphs:
-        reshaped_to = _reshape_targets(model, subgraph)
+    for subgraph in graph.subgraphs:
+        consumers = subgraph.consumers()
         for index, tensor in enumerate(subgraph.tensors):
-            data = model.buffers[tensor.buffer].data
-            if data is None or len(data) == 0:
+            data = graph.buffer_data(tensor.buffer)
+            if data is None:
                 continue
             name = tensor.name.decode(errors="replace") if tensor.name else f"tensor_{index}"
             if tensor.sparsity is not None:
-                row = _sparse_row(model, tensor, name)
-                target = reshaped_to.get(index)
-                if target is not None:
-                    row = TensorRow(
-                        row.name,
-                        target,
-                        row.dtype,
-                        row.sparsity,
-                        f"{row.layout} as {list(row.shape)}",
-                        row.bytes,
-                    )
-                rows.append(row)
+                shape = _expanded_shape(subgraph, index, consumers)
+                rows.append(_sparse_row(graph, tensor, name, shape))
                 continue
-            values = flatbuffer.tensor_values(model, tensor)
-            shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
-            zeros = (
-                0.0
-                if values is None or values.size == 0
-                else 1.0 - np.count_nonzero(values) / values.size
-            )
+            values = graph.values(tensor)
+            nonzero, size = count_nonzero(values) if values is not None else (0, 0)
+            layout = "dense" if id(tensor) not in notes else f"dense ({notes[id(tensor)]})"
             rows.append(
                 TensorRow(
                     name=name,
-                    shape=shape,
-                    dtype=flatbuffer.TYPE_NAMES.get(tensor.type, str(tensor.type)),
-                    sparsity=float(zeros),
-                    layout="dense",
+                    shape=shape_of(tensor),
+                    dtype=type_name(tensor.type),
+                    sparsity=1.0 - nonzero / size if size else 0.0,
+                    layout=layout,
                     bytes=len(data),
                 )
             )
     return rows
 
 
-def _reshape_targets(model, subgraph) -> dict[int, tuple[int, ...]]:
-    """Maps a sparse tensor that DENSIFY [-> DEQUANTIZE] -> RESHAPE restores to its shape."""
-    produced_by = {}
-    for op in subgraph.operators:
-        for out in np.asarray(op.outputs).tolist():
-            produced_by[out] = op
-    targets = {}
-    for op in subgraph.operators:
-        if flatbuffer.opcode_name(model, op.opcodeIndex) != "RESHAPE":
-            continue
-        source = produced_by.get(int(op.inputs[0]))
-        if source is not None and flatbuffer.opcode_name(model, source.opcodeIndex) == "DEQUANTIZE":
-            source = produced_by.get(int(source.inputs[0]))
-        if source is None or flatbuffer.opcode_name(model, source.opcodeIndex) != "DENSIFY":
-            continue
-        out = subgraph.tensors[int(op.outputs[0])]
-        targets[int(source.inputs[0])] = tuple(int(d) for d in out.shape)
-    return targets
-
-
 def describe_tflite(path: str | os.PathLike) -> str:
-    """Describes every constant tensor of a `.tflite` file as a text table.
+    """Describes a `.tflite` file: its operators, every constant tensor, where its bytes go.
 
     Args:
         path: The `.tflite` file to read.
 
     Returns:
-        A table with one line per constant tensor (name, shape, dtype, sparsity, stored layout,
-        bytes), a total line, and a first line with the file size and operator count.
+        A first line with the file size and operator count, a table with one line per constant
+        tensor (name, shape, dtype, sparsity, stored layout, bytes) and a total line, and a
+        last line splitting the bytes into weights, sparse indices, quantization parameters,
+        names and graph tables.
 
     Raises:
         ValueError: If the file is missing, unreadable, not a TFLite flatbuffer, or truncated.
@@ -130,6 +132,8 @@ def describe_tflite(path: str | os.PathLike) -> str:
     True
     >>> lines[1].split()
     ['tensor', 'shape', 'dtype', 'sparsity', 'layout', 'bytes']
+    >>> lines[-1].startswith("bytes: ")
+    True
     >>> describe_tflite(os.path.join(tempfile.mkdtemp(), "missing.tflite"))
     Traceback (most recent call last):
     ...
@@ -142,12 +146,12 @@ def describe_tflite(path: str | os.PathLike) -> str:
         raise ValueError(
             f"Cannot read TFLite file: {error.strerror}. Received: path={os.fspath(path)!r}"
         ) from None
-    model = flatbuffer.read_model(data)
+    graph = Graph.from_bytes(data)
     counts: dict[str, int] = {}
-    for subgraph in model.subgraphs:
-        for op in subgraph.operators:
-            name = flatbuffer.opcode_name(model, op.opcodeIndex)
+    for subgraph in graph.subgraphs:
+        for name, _ in subgraph.walk_ops():
             counts[name] = counts.get(name, 0) + 1
-    ops = ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
-    header = f"{os.fspath(path)}: {len(data):,} bytes, {sum(counts.values())} operators ({ops})"
-    return header + "\n" + format_tensor_table(tensor_rows(model))
+    listed = ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
+    header = f"{os.fspath(path)}: {len(data):,} bytes, {sum(counts.values())} operators ({listed})"
+    split = bytesplit.split(data)
+    return "\n".join([header, format_tensor_table(tensor_rows(graph)), f"bytes: {split}"])

@@ -29,21 +29,15 @@ kernel stays dense, so every kernel keeps static weights and runs in XNNPACK at 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 
-from tfprune.export import flatbuffer
+from tfprune.export import ops
+from tfprune.export.graph import Graph, Subgraph, schema, tensor_type
 
-# Operators whose input at the given slot is a weight that may be stored sparsely. A float16
-# or dynamic-range weight reaches its consumer through a DEQUANTIZE.
-_WEIGHT_SLOTS = {
-    "FULLY_CONNECTED": 1,
-    "CONV_2D": 1,
-    "DEPTHWISE_CONV_2D": 1,
-    "GATHER": 0,
-    "DEQUANTIZE": 0,
-}
-_SPARSE_TYPES = (0, 1, 9)  # float32, float16, int8
+# The element types DENSIFY expands.
+_SPARSE_TYPES = ("FLOAT32", "FLOAT16", "INT8")
 # Flatbuffer bytes a sparse tensor adds besides its arrays: the DENSIFY operator, a second
 # tensor table and the sparsity tables. The view layout adds a RESHAPE with its options and
 # one more tensor. Measured on converter output, rounded up.
@@ -118,7 +112,7 @@ def choose_layout(values: np.ndarray, force_view: bool, prefer: str = "size") ->
 
 
 def _index_vector(values: np.ndarray, width: int):
-    s = flatbuffer.schema()
+    s = schema()
     kinds = {
         1: (s.SparseIndexVector.Uint8Vector, s.Uint8VectorT, np.uint8),
         2: (s.SparseIndexVector.Uint16Vector, s.Uint16VectorT, np.uint16),
@@ -130,9 +124,14 @@ def _index_vector(values: np.ndarray, width: int):
     return kind, vector
 
 
-def _sparsity_parameters(viewed: np.ndarray, layout: Layout):
-    """CSR arrays of `viewed` (already in the layout's shape) as SparsityParametersT."""
-    s = flatbuffer.schema()
+def csr(viewed: np.ndarray, layout: Layout):
+    """The CSR arrays of `viewed` (already in the layout's shape).
+
+    Returns:
+        `(SparsityParametersT, stored values)`: every dimension but the last DENSE, the last
+        SPARSE_CSR with the layout's index and segment widths.
+    """
+    s = schema()
     rows = viewed.reshape(-1, viewed.shape[-1])
     mask = rows != 0
     if not mask.any():
@@ -148,120 +147,151 @@ def _sparsity_parameters(viewed: np.ndarray, layout: Layout):
         dense.format = s.DimensionType.DENSE
         dense.denseSize = int(size)
         params.dimMetadata.append(dense)
-    csr = s.DimensionMetadataT()
-    csr.format = s.DimensionType.SPARSE_CSR
-    csr.arraySegmentsType, csr.arraySegments = _index_vector(segments, layout.segment_bytes)
-    csr.arrayIndicesType, csr.arrayIndices = _index_vector(indices, layout.index_bytes)
-    params.dimMetadata.append(csr)
+    last = s.DimensionMetadataT()
+    last.format = s.DimensionType.SPARSE_CSR
+    last.arraySegmentsType, last.arraySegments = _index_vector(segments, layout.segment_bytes)
+    last.arrayIndicesType, last.arrayIndices = _index_vector(indices, layout.index_bytes)
+    params.dimMetadata.append(last)
     return params, rows[mask]
 
 
-def _new_tensor(template, name: str, shape, buffer: int):
-    """A tensor of `template`'s type, without quantization parameters."""
-    tensor = flatbuffer.schema().TensorT()
-    tensor.name = name.encode()
-    tensor.shape = np.asarray(shape, dtype=np.int32)
-    tensor.type = template.type
-    tensor.buffer = buffer
-    return tensor
+@dataclasses.dataclass(frozen=True)
+class Kept:
+    """A weight that holds enough zeros for a sparse layout but stays dense.
+
+    Attributes:
+        tensor: The schema's tensor object (it keeps its identity when tensors are renumbered).
+        label: Its name, or its shape when it has none.
+        reason: Why, in a few words.
+        chosen: True when it is the caller's choice (`prefer="speed"`), False when an operator
+            that reads the weight cannot take a sparse one.
+    """
+
+    tensor: object
+    label: str
+    reason: str
+    chosen: bool
 
 
-def _new_buffer(model, data: bytes) -> int:
-    if not data:
-        return 0  # buffer 0 is the schema's shared empty buffer for non-constant tensors
-    buffer = flatbuffer.schema().BufferT()
-    buffer.data = np.frombuffer(data, dtype=np.uint8)
-    model.buffers.append(buffer)
-    return len(model.buffers) - 1
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A constant weight that a sparse layout may hold.
+
+    Attributes:
+        tensor: Its index.
+        kernel_reads: Whether a kernel reads it directly (not through a DEQUANTIZE).
+        dequantize: The DEQUANTIZE through which every kernel reads it, if there is one.
+    """
+
+    tensor: int
+    kernel_reads: bool
+    dequantize: object | None
 
 
-def _new_operator(model, name: str, inputs, outputs):
-    op = flatbuffer.schema().OperatorT()
-    op.opcodeIndex = flatbuffer.opcode_index(model, name)
-    op.inputs = np.asarray(inputs, dtype=np.int32)
-    op.outputs = np.asarray(outputs, dtype=np.int32)
-    return op
+def candidates(subgraph: Subgraph) -> tuple[list[Candidate], dict[int, str]]:
+    """The weights that may be stored sparsely, and why other weights may not.
 
+    A constant qualifies when it is a float32, float16 or int8 tensor of rank 2 or more, not a
+    subgraph input or output, and every operator that finally reads it reads it as a weight
+    that DENSIFY may feed (see `ops.py`).
 
-def weight_tensors(model, subgraph) -> list[int]:
-    """Indices of the constant weights that only kernels with static weights consume."""
-    consumers: dict[int, list[tuple[str, int]]] = {}
-    for op in subgraph.operators:
-        name = flatbuffer.opcode_name(model, op.opcodeIndex)
-        for slot, t in enumerate(op.inputs if op.inputs is not None else []):
-            consumers.setdefault(int(t), []).append((name, slot))
-    boundary = set(np.asarray(subgraph.inputs).tolist()) | set(
-        np.asarray(subgraph.outputs).tolist()
-    )
-    found = []
-    for t, uses in consumers.items():
+    Returns:
+        The qualifying constants, and for the other constants of rank 2 or more that the
+        operators reading them keep dense, tensor index -> a one-line reason.
+    """
+    sparse_types = {tensor_type(name) for name in _SPARSE_TYPES}
+    boundary = subgraph.boundary
+    # The sparse tensor takes over the weight's buffer, so the buffer must be the weight's own.
+    owners = Counter(t.buffer for g in subgraph.graph.subgraphs for t in g.tensors)
+    found, refused = [], {}
+    for t, reads in ops.constant_reads(subgraph).items():
         tensor = subgraph.tensors[t]
-        rank = 0 if tensor.shape is None else len(tensor.shape)
-        if t in boundary or tensor.type not in _SPARSE_TYPES or rank < 2:
+        if t in boundary or tensor.type not in sparse_types or len(tensor.shape) < 2:
             continue
-        if flatbuffer.tensor_values(model, tensor) is None:
+        if owners[tensor.buffer] != 1:
             continue
-        if all(_WEIGHT_SLOTS.get(op) == slot for op, slot in uses):
-            found.append(t)
-    return sorted(found)
+        if subgraph.constant(t) is None:
+            continue
+        weights = [r for r in reads if r.parameter is not None and r.parameter.role == "weight"]
+        others = sorted({f"{r.name} input {r.slot}" for r in reads if r not in weights})
+        if others:
+            refused[t] = f"read as {', '.join(others)}, which takes dense constants only"
+            continue
+        blocked = sorted({r.name for r in weights if not r.parameter.sparse})
+        if blocked:
+            refused[t] = f"{'/'.join(blocked)} cannot read a DENSIFY output"
+            continue
+        through = {id(op): op for r in reads for op in r.through}
+        direct = any(not r.through for r in reads)
+        dequantize = next(iter(through.values())) if len(through) == 1 and not direct else None
+        found.append(Candidate(t, direct, dequantize))
+    return found, refused
 
 
-def sparsify(model, prefer: str = "size") -> int:
-    """Rewrites every prunable weight of `model` to its smallest layout, in place.
+def sparsify(graph: Graph, prefer: str = "size") -> list[Kept]:
+    """Rewrites every prunable weight of the model to its smallest layout, in place.
+
+    The sparse tensor takes over the weight's name and buffer; the original tensor keeps its
+    index and quantization and becomes the dense result that DENSIFY writes, so the operators
+    that read it are untouched.
 
     Args:
-        model: A `ModelT` from `flatbuffer.read_model`.
+        graph: The converter's model (after naming).
         prefer: "size" or "speed" (see the module docstring). Defaults to "size".
 
     Returns:
-        How many tensors are now stored sparsely.
+        The weights that stay dense although their zeros would make a sparse layout smaller,
+        with the reason: an operator that reads them cannot take one, or (with "speed") an
+        int8 kernel keeps static weights.
     """
-    rewritten = 0
-    for subgraph in model.subgraphs:
-        new_ops = []
-        after = {}
-        for t in weight_tensors(model, subgraph):
+    kept = []
+    for subgraph in graph.subgraphs:
+        new_ops, after = [], {}
+        found, refused = candidates(subgraph)
+        for t, reason in refused.items():
+            if choose_layout(subgraph.constant(t), force_view=False) is not None:
+                kept.append(Kept(subgraph.tensors[t], _label(subgraph, t), reason, chosen=False))
+        for candidate in found:
+            t = candidate.tensor
             tensor = subgraph.tensors[t]
-            values = flatbuffer.tensor_values(model, tensor)
+            values = subgraph.constant(t)
             # XNNPACK rejects an int8 kernel whose weights come straight out of DENSIFY ("failed
             # to delegate"), and that fails the whole model; behind a RESHAPE the weights are
             # simply not static and the kernel runs in the builtin implementation.
-            force_view = tensor.type == 9 and _consumed_by_kernel(model, subgraph, t)
+            force_view = tensor.type == tensor_type("INT8") and candidate.kernel_reads
             layout = choose_layout(values, force_view, prefer)
             if layout is None:
+                if force_view and prefer == "speed" and choose_layout(values, False) is not None:
+                    reason = "int8 kernel weights stay dense for speed"
+                    kept.append(Kept(tensor, _label(subgraph, t), reason, chosen=True))
                 continue
-            params, stored = _sparsity_parameters(values.reshape(layout.view), layout)
-            # The sparse tensor takes over the name and buffer; the original tensor keeps its
-            # index and quantization and becomes the dense result its consumers read.
-            model.buffers[tensor.buffer].data = np.frombuffer(stored.tobytes(), dtype=np.uint8)
-            sparse = _new_tensor(tensor, tensor.name.decode(), layout.view, tensor.buffer)
-            sparse.sparsity = params
+            params, stored = csr(values.reshape(layout.view), layout)
+            graph.model.buffers[tensor.buffer].data = np.frombuffer(stored.tobytes(), np.uint8)
+            sparse = subgraph.new_tensor(like=tensor, shape=layout.view, buffer=tensor.buffer)
+            subgraph.tensors[sparse].name = tensor.name
+            subgraph.tensors[sparse].sparsity = params
             tensor.buffer = 0
             tensor.name = b""
-            subgraph.tensors.append(sparse)
-            sparse_index = len(subgraph.tensors) - 1
             if not layout.reshaped:
-                new_ops.append(_new_operator(model, "DENSIFY", [sparse_index], [t]))
+                new_ops.append(graph.new_operator("DENSIFY", [sparse], [t]))
+            elif candidate.dequantize is None:
+                view = subgraph.new_tensor(like=tensor, shape=layout.view)
+                new_ops.append(graph.new_operator("DENSIFY", [sparse], [view]))
+                new_ops.append(_reshape(graph, view, t, tensor.shape))
             else:
-                subgraph.tensors.append(_new_tensor(tensor, "", layout.view, 0))
-                view_index = len(subgraph.tensors) - 1
-                new_ops.append(_new_operator(model, "DENSIFY", [sparse_index], [view_index]))
-                dequantize = _sole_dequantize(model, subgraph, t)
-                if dequantize is None:
-                    new_ops.append(_reshape(model, view_index, t, tensor.shape))
-                else:
-                    # Dequantizing the view before restoring the shape keeps DENSIFY ->
-                    # DEQUANTIZE a chain that XNNPACK expands once, at preparation; the other
-                    # order would dequantize every weight at every invoke.
-                    result = int(dequantize.outputs[0])
-                    float_view = _new_tensor(subgraph.tensors[result], "", layout.view, 0)
-                    subgraph.tensors.append(float_view)
-                    dequantize.inputs = np.asarray([view_index], dtype=np.int32)
-                    dequantize.outputs = np.asarray([len(subgraph.tensors) - 1], dtype=np.int32)
-                    after[id(dequantize)] = _reshape(
-                        model, len(subgraph.tensors) - 1, result, subgraph.tensors[result].shape
-                    )
-            rewritten += 1
+                # Dequantizing the view before restoring the shape keeps DENSIFY ->
+                # DEQUANTIZE a chain that XNNPACK expands once, at preparation; the other
+                # order would dequantize every weight at every invoke.
+                dequantize = candidate.dequantize
+                result = int(dequantize.outputs[0])
+                view = subgraph.new_tensor(like=tensor, shape=layout.view)
+                new_ops.append(graph.new_operator("DENSIFY", [sparse], [view]))
+                float_view = subgraph.new_tensor(like=subgraph.tensors[result], shape=layout.view)
+                dequantize.inputs = np.asarray([view], dtype=np.int32)
+                dequantize.outputs = np.asarray([float_view], dtype=np.int32)
+                after[id(dequantize)] = _reshape(
+                    graph, float_view, result, subgraph.tensors[result].shape
+                )
         # The new operators read only constants, so they may all run first; a RESHAPE of a
         # dequantized view runs right after its DEQUANTIZE.
         ordered = list(new_ops)
@@ -270,31 +300,19 @@ def sparsify(model, prefer: str = "size") -> int:
             if id(op) in after:
                 ordered.append(after[id(op)])
         subgraph.operators = ordered
-    return rewritten
+    return kept
 
 
-def _reshape(model, source: int, target: int, shape):
-    s = flatbuffer.schema()
-    op = _new_operator(model, "RESHAPE", [source], [target])
+def _label(subgraph: Subgraph, t: int) -> str:
+    tensor = subgraph.tensors[t]
+    if tensor.name:
+        return tensor.name.decode(errors="replace")
+    return "a " + "x".join(str(int(d)) for d in tensor.shape) + " constant"
+
+
+def _reshape(graph: Graph, source: int, target: int, shape):
+    options = schema().ReshapeOptionsT()
     # The target shape travels in the options rather than as a shape tensor, which would cost
     # a tensor, a buffer and their tables.
-    op.builtinOptionsType = s.BuiltinOptions.ReshapeOptions
-    op.builtinOptions = s.ReshapeOptionsT()
-    op.builtinOptions.newShape = [int(d) for d in shape]
-    return op
-
-
-def _sole_dequantize(model, subgraph, t: int):
-    """The DEQUANTIZE operator that is the only reader of tensor `t`, if there is one."""
-    readers = [op for op in subgraph.operators if t in np.asarray(op.inputs).tolist()]
-    if len(readers) == 1 and flatbuffer.opcode_name(model, readers[0].opcodeIndex) == "DEQUANTIZE":
-        return readers[0]
-    return None
-
-
-def _consumed_by_kernel(model, subgraph, t: int) -> bool:
-    for op in subgraph.operators:
-        if t in np.asarray(op.inputs).tolist():
-            if flatbuffer.opcode_name(model, op.opcodeIndex) != "DEQUANTIZE":
-                return True
-    return False
+    options.newShape = [int(d) for d in shape]
+    return graph.new_operator("RESHAPE", [source], [target], options)

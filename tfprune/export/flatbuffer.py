@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
+import copy
 
-# TensorType codes of the schema, with the NumPy dtype of one stored element.
-DTYPES = {
-    0: np.dtype(np.float32),
-    1: np.dtype(np.float16),
-    2: np.dtype(np.int32),
-    3: np.dtype(np.uint8),
-    4: np.dtype(np.int64),
-    6: np.dtype(np.bool_),
-    7: np.dtype(np.int16),
-    9: np.dtype(np.int8),
-    10: np.dtype(np.float64),
-}
-TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string"}
-TYPE_NAMES.update({6: "bool", 7: "int16", 9: "int8", 10: "float64", 16: "uint16"})
+import numpy as np
 
 # Tensor data is read in place by the runtime, so every buffer starts on a 16-byte boundary as
 # the converter's own output does.
@@ -65,7 +52,7 @@ def write_model(model) -> bytes:
     """Serializes a `ModelT` with every buffer aligned to 16 bytes.
 
     Args:
-        model: The schema's `ModelT` object. Its `buffers` are replaced by aligned copies.
+        model: The schema's `ModelT` object (left unchanged).
 
     Returns:
         The flatbuffer bytes, file identifier "TFL3".
@@ -79,10 +66,10 @@ def write_model(model) -> bytes:
             data = None
             if self.data is not None and len(self.data):
                 raw = np.asarray(self.data, dtype=np.uint8).tobytes()
-                builder.StartVector(1, len(raw), _BUFFER_ALIGNMENT)
-                builder.head -= len(raw)
-                builder.Bytes[builder.head : builder.head + len(raw)] = raw
-                data = builder.EndVector()
+                # Padding so that the bytes end on the alignment; the builder writes backwards
+                # and the finished buffer is a multiple of it, so they also start on it.
+                builder.Prep(_BUFFER_ALIGNMENT, len(raw))
+                data = builder.CreateByteVector(raw)
             s.BufferStart(builder)
             if data is not None:
                 s.BufferAddData(builder, data)
@@ -114,48 +101,11 @@ def write_model(model) -> bytes:
 
     aligned = []
     for buffer in model.buffers:
-        copy = _AlignedBuffer()
-        copy.data = buffer.data
-        aligned.append(copy)
-    model.buffers = aligned
+        twin = _AlignedBuffer()
+        twin.data = buffer.data
+        aligned.append(twin)
+    packed = copy.copy(model)  # a shallow copy: the caller's model keeps its buffers
+    packed.buffers = aligned
     builder = _SharingBuilder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    builder.Finish(packed.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-
-
-def opcode_name(model, index: int) -> str:
-    """Returns the builtin operator name (e.g. "FULLY_CONNECTED") of an operator code index."""
-    code = model.operatorCodes[index]
-    value = max(code.builtinCode, code.deprecatedBuiltinCode)
-    for name, number in vars(schema().BuiltinOperator).items():
-        if number == value and not name.startswith("_"):
-            return name
-    return f"BUILTIN_{value}"
-
-
-def opcode_index(model, name: str) -> int:
-    """Returns the index of a builtin operator code, adding the code if the model lacks it."""
-    s = schema()
-    value = getattr(s.BuiltinOperator, name)
-    for i in range(len(model.operatorCodes)):
-        if opcode_name(model, i) == name:
-            return i
-    code = s.OperatorCodeT()
-    code.builtinCode = value
-    # Codes above 127 live only in `builtinCode`; the deprecated byte holds a placeholder.
-    code.deprecatedBuiltinCode = min(value, 127)
-    code.version = 1
-    model.operatorCodes.append(code)
-    return len(model.operatorCodes) - 1
-
-
-def tensor_values(model, tensor) -> np.ndarray | None:
-    """Returns a constant tensor's stored values (dense layout), or None if it has no data."""
-    data = model.buffers[tensor.buffer].data
-    if data is None or len(data) == 0 or tensor.type not in DTYPES or tensor.sparsity:
-        return None
-    shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else []))
-    values = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=DTYPES[tensor.type])
-    if values.size != int(np.prod(shape)):
-        return None
-    return values.reshape(shape)

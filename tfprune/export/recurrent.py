@@ -26,26 +26,6 @@ def _rnn_types():
     return keras.layers.RNN, keras.layers.Bidirectional
 
 
-def _all_layers(model) -> list:
-    """Every layer of `model`, nested models and wrapped layers included, each once."""
-    import keras
-
-    seen, order, stack = set(), [], list(reversed(model.layers))
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        order.append(layer)
-        if isinstance(layer, keras.Model):
-            stack.extend(reversed(layer.layers))
-        for attribute in ("layer", "forward_layer", "backward_layer"):
-            inner = getattr(layer, attribute, None)
-            if isinstance(inner, keras.layers.Layer):
-                stack.append(inner)
-    return order
-
-
 def _time_steps(layer) -> int | None:
     """The static sequence length a top-level recurrent layer reads, or None if unknown."""
     try:
@@ -75,10 +55,10 @@ def _unrollable(layer) -> bool:
 
 def loops(model) -> list[str]:
     """Names of the recurrent layers in `model` that still run as a loop over time."""
+    from tfprune.walk import walk
+
     rnn, _ = _rnn_types()
-    return [
-        layer.name for layer in _all_layers(model) if isinstance(layer, rnn) and not layer.unroll
-    ]
+    return [layer.name for layer in walk(model) if isinstance(layer, rnn) and not layer.unroll]
 
 
 def _clone(layer):
@@ -112,8 +92,10 @@ def export_copy(model):
     """
     import keras
 
+    from tfprune.walk import model_kind
+
     # Only Sequential and Functional models rebuild from their layers' configs.
-    if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional":
+    if model_kind(model) == "subclassed":
         return model
     if not any(_unrollable(layer) for layer in model.layers):
         return model

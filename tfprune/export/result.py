@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from tfprune.table import format_table
+
 
 class ConversionError(RuntimeError):
     """The Keras model could not be converted to TFLite builtin ops."""
@@ -32,6 +34,43 @@ class TensorRow:
     sparsity: float
     layout: str
     bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ByteSplit:
+    """Where every byte of a `.tflite` file goes; the parts add up to `total`.
+
+    Attributes:
+        weights: Constant values: kernels, biases and tables, dense or the values of sparse
+            tensors.
+        sparse_indices: The segment and index arrays of sparse tensors, with their tables.
+        quantization: Scales and zero points, with their tables.
+        names: Tensor names.
+        graph: Everything else: operators, tensor tables, signatures, operator codes,
+            alignment.
+        total: The file size.
+
+    Example:
+
+    >>> print(ByteSplit(weights=900, sparse_indices=50, quantization=0, names=10, graph=40,
+    ...                 total=1000))
+    1,000 = weights 900 (90.0%) + sparse indices 50 + quantization 0 + names 10 + graph 40
+    """
+
+    weights: int
+    sparse_indices: int
+    quantization: int
+    names: int
+    graph: int
+    total: int
+
+    def __str__(self) -> str:
+        share = self.weights / self.total if self.total else 0.0
+        return (
+            f"{self.total:,} = weights {self.weights:,} ({share:.1%}) + sparse indices "
+            f"{self.sparse_indices:,} + quantization {self.quantization:,} + names "
+            f"{self.names:,} + graph {self.graph:,}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +120,7 @@ class ExportResult:
         batch_size: The batch size the file's inputs are fixed to, or None when the file takes
             any batch. Defaults to None.
         prefer: What the sparse layouts were chosen for, "size" or "speed". Defaults to "size".
+        byte_split: Where the file's bytes go (`ByteSplit`), or None. Defaults to None.
 
     Example:
 
@@ -102,6 +142,7 @@ class ExportResult:
     verification: Verification | None
     batch_size: int | None = None
     prefer: str = "size"
+    byte_split: ByteSplit | None = None
 
     @property
     def ratio(self) -> float:
@@ -117,6 +158,8 @@ class ExportResult:
             + ("" if self.prefer == "size" else f", prefer={self.prefer!r}"),
             format_tensor_table(self.tensors),
         ]
+        if self.byte_split is not None:
+            lines.append(f"bytes: {self.byte_split}")
         v = self.verification
         if v is None:
             lines.append("verification: skipped")
@@ -134,7 +177,6 @@ class ExportResult:
 
 def format_tensor_table(rows) -> str:
     """Formats `TensorRow`s as an aligned text table, with a total line."""
-    header = ("tensor", "shape", "dtype", "sparsity", "layout", "bytes")
     body = [
         (
             r.name if len(r.name) <= 48 else r.name[:45] + "...",
@@ -146,14 +188,6 @@ def format_tensor_table(rows) -> str:
         )
         for r in rows
     ]
-    body.append(("total", "", "", "", "", f"{sum(r.bytes for r in rows):,}"))
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    right = {3, 5}
-    out = []
-    for row in [header, *body]:
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-    return "\n".join(out)
+    footer = ("total", "", "", "", "", f"{sum(r.bytes for r in rows):,}")
+    header = ("tensor", "shape", "dtype", "sparsity", "layout", "bytes")
+    return format_table(header, body, right=(3, 5), footer=footer)

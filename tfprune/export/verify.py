@@ -8,14 +8,9 @@ import time
 
 import numpy as np
 
+from tfprune.export.modes import MODES
 from tfprune.export.result import Verification, VerificationError
 
-# Bounds on max |LiteRT - Keras| / max(1, max |Keras|), per quantization mode. Float32 differs
-# from Keras only by summation order; float16 rounds weights to 11 significant bits; the
-# integer modes round weights (and for "int8" activations) to 8 bits, so they are also held to
-# top-1 agreement with Keras.
-TOLERANCES = {None: 1e-4, "float16": 1e-2, "dynamic": 0.1, "int8": 0.2}
-MIN_TOP1_AGREEMENT = {None: None, "float16": None, "dynamic": 0.9, "int8": 0.9}
 # Top-1 agreement counts the rows where Keras's top-1 output leads the runner-up by at least
 # this fraction of the output scale: closer calls (a language model's near-tied next words, say)
 # are within what 8-bit rounding may swap, and say nothing about the file.
@@ -83,7 +78,8 @@ def smoke_test(path: str) -> None:
         )
 
 
-def _runner(path: str, num_threads: int = 1):
+def runner(path: str, num_threads: int = 1):
+    """The signature runner of a `.tflite` file in the stock interpreter (default delegate)."""
     from ai_edge_litert.interpreter import Interpreter
 
     return Interpreter(model_path=path, num_threads=num_threads).get_signature_runner()
@@ -98,11 +94,11 @@ def _ordered_outputs(outputs: dict) -> list[np.ndarray]:
     return [np.asarray(outputs[name]) for name in sorted(outputs, key=key)]
 
 
-def _signature_inputs(runner, model, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _signature_inputs(signature, model, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     from tfprune.export.convert import input_names
 
     expected = input_names(model)
-    names = list(runner.get_input_details())
+    names = list(signature.get_input_details())
     if sorted(names) != sorted(expected):
         raise VerificationError(
             f"The TFLite signature inputs {names} are not the model inputs {expected}."
@@ -110,11 +106,11 @@ def _signature_inputs(runner, model, inputs: list[np.ndarray]) -> dict[str, np.n
     return dict(zip(expected, inputs, strict=True))
 
 
-def fixed_batch(runner) -> int | None:
-    """The batch size a file's inputs are fixed to, or None when it takes any batch."""
-    for detail in runner.get_input_details().values():
-        signature = detail.get("shape_signature", detail["shape"])
-        if len(signature) and int(signature[0]) > 0:
+def fixed_batch(signature) -> int | None:
+    """The batch size a signature runner's inputs are fixed to, or None for any batch."""
+    for detail in signature.get_input_details().values():
+        dims = detail.get("shape_signature", detail["shape"])
+        if len(dims) and int(dims[0]) > 0:
             return int(detail["shape"][0])
     return None
 
@@ -131,17 +127,17 @@ def run_tflite(path: str, model, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
     A file with a fixed batch size runs the rows in batches of that size.
     """
-    runner = _runner(path)
-    feed = _signature_inputs(runner, model, inputs)
-    batch = fixed_batch(runner)
+    signature = runner(path)
+    feed = _signature_inputs(signature, model, inputs)
+    batch = fixed_batch(signature)
     if batch is None:
-        return _ordered_outputs(runner(**feed))
+        return _ordered_outputs(signature(**feed))
     rows = len(inputs[0])
     parts = []
     for start in range(0, rows, batch):
         chunk = {name: _padded(a[start : start + batch], batch) for name, a in feed.items()}
         kept = min(batch, rows - start)
-        parts.append([o[:kept] for o in _ordered_outputs(runner(**chunk))])
+        parts.append([o[:kept] for o in _ordered_outputs(signature(**chunk))])
     return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
 
 
@@ -177,9 +173,9 @@ def compare(reference: list[np.ndarray], actual: list[np.ndarray], quantize) -> 
         samples=int(reference[0].shape[0]),
         max_abs_error=max_abs,
         normalized_error=max_abs / scale,
-        tolerance=TOLERANCES[quantize],
+        tolerance=MODES[quantize].tolerance,
         top1_agreement=agreement,
-        min_top1_agreement=MIN_TOP1_AGREEMENT[quantize] if agreement is not None else None,
+        min_top1_agreement=MODES[quantize].min_top1_agreement if agreement is not None else None,
     )
 
 
@@ -205,13 +201,13 @@ def median_latency_us(path: str, model, inputs: list[np.ndarray], repeats: int =
 
     The invoke is on one row, or on one batch for a file with a fixed batch size.
     """
-    runner = _runner(path)
-    rows = fixed_batch(runner) or 1
-    row = _signature_inputs(runner, model, [_padded(a, rows) for a in inputs])
-    runner(**row)
+    signature = runner(path)
+    rows = fixed_batch(signature) or 1
+    row = _signature_inputs(signature, model, [_padded(a, rows) for a in inputs])
+    signature(**row)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        runner(**row)
+        signature(**row)
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1e6)

@@ -1,0 +1,200 @@
+"""The export's shared graph view, its op table, its pass order, and the byte split of a file."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from export_helpers import stripped_mlp, zero_smallest
+from tiny_models import digits
+
+import tfprune
+from tfprune.export import bytesplit, ops, passes, to_tflite, verify
+from tfprune.export.graph import Graph, schema
+
+L = keras.layers
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits(n_train=512)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return stripped_mlp(data, sequential=False, seed=5)
+
+
+@pytest.fixture(scope="module")
+def exports(model, data, tmp_path_factory):
+    _, (xt, _) = data
+    out = tmp_path_factory.mktemp("graph")
+    return {
+        q: to_tflite(model, out / f"{q}.tflite", quantize=q, representative_data=xt)
+        for q in (None, "int8")
+    }
+
+
+def read(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_field_slots_are_those_of_the_generated_schema():
+    """The byte split reads fields by slot; each slot is the one the schema's reader uses."""
+    s = schema()
+    for table, fields in bytesplit.FIELDS.items():
+        cls = getattr(s, table)
+        for field, slot in fields.items():
+            accessor = getattr(cls, "".join(part.title() for part in field.split("_")))
+            offset = int(re.search(r"self\._tab\.Offset\((\d+)\)", inspect.getsource(accessor))[1])
+            assert (offset - 4) // 2 == slot, (table, field)
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_byte_split_adds_up_and_matches_what_each_part_costs(exports, quantize):
+    result = exports[quantize]
+    data = read(result.path)
+    split = result.byte_split
+    assert split == bytesplit.split(data)
+    parts = (split.weights, split.sparse_indices, split.quantization, split.names, split.graph)
+    assert sum(parts) == split.total == len(data)
+    graph = Graph.from_bytes(data)
+    assert split.weights == sum(len(b.data) for b in graph.model.buffers if b.data is not None)
+    # What the file loses without its quantization tables, written by the same writer: the
+    # tables and vectors the split counts, plus the vtables and padding it leaves to "graph".
+    for tensor in (t for s in graph.model.subgraphs for t in s.tensors):
+        tensor.quantization = None
+    loss = len(data) - len(graph.to_bytes())
+    assert split.quantization <= loss <= 1.1 * split.quantization + 32
+    assert (split.quantization > 0) == (quantize == "int8")
+    assert split.sparse_indices > 0 and split.graph > 0
+
+
+def test_byte_split_of_a_converter_file_counts_every_vector_it_repeats(model, tmp_path):
+    dense = to_tflite(model, tmp_path / "dense.tflite", sparse=False, quantize="dynamic")
+    split = dense.byte_split
+    assert split.total == dense.bytes and split.sparse_indices == 0
+    assert split.names > 100  # the converter names every tensor after its TensorFlow ops
+
+
+def test_default_file_drops_internal_names_and_keeps_them_on_request(model, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    plain = to_tflite(model, tmp_path / "plain.tflite")
+    named = to_tflite(model, tmp_path / "named.tflite", keep_names=True)
+    assert plain.bytes < named.bytes
+    assert plain.byte_split.names < named.byte_split.names
+    for result in (plain, named):  # the returned rows carry the Keras names either way
+        assert len([row for row in result.tensors if row.name.endswith("/kernel")]) == 2
+    kept = {t.name for s in Graph.from_bytes(read(named.path)).model.subgraphs for t in s.tensors}
+    dropped = {
+        t.name for s in Graph.from_bytes(read(plain.path)).model.subgraphs for t in s.tensors
+    }
+    assert any(name and name.endswith(b"/kernel") for name in kept)
+    assert dropped == {None, b"image", b"output_0"}
+    interpreter = Interpreter(model_path=plain.path)
+    assert [d["name"] for d in interpreter.get_input_details()] == ["image"]
+
+
+def test_buffers_start_on_16_byte_boundaries(exports):
+    data = read(exports[None].path)
+    root = schema().Model.GetRootAs(data, 0)
+    base = np.frombuffer(data, np.uint8).__array_interface__["data"][0]
+    starts = []
+    for i in range(root.BuffersLength()):
+        values = root.Buffers(i).DataAsNumpy()
+        if isinstance(values, np.ndarray) and values.size:
+            starts.append(values.__array_interface__["data"][0] - base)
+    assert starts and all(start % 16 == 0 for start in starts)
+
+
+def test_pass_order_is_checked():
+    passes.check_order()
+    swapped = (passes.PASSES[2], passes.PASSES[0], *passes.PASSES[3:])
+    with pytest.raises(RuntimeError, match=r"'encode' must run after \['name'\]"):
+        passes.check_order(swapped)
+
+
+def test_every_operator_the_registry_prunes_has_a_table_entry():
+    for name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D"):
+        weight = ops.op(name).parameter(1)
+        assert weight is not None and weight.role == "weight" and weight.sparse
+    assert ops.op("GATHER").parameter(0).role == "weight"
+    assert ops.op("NOT_AN_OPERATOR") == ops.Op("NOT_AN_OPERATOR")
+
+
+def _layer_model(kind: str) -> tuple[keras.Model, np.ndarray]:
+    keras.utils.set_random_seed(2)
+    if kind == "Conv2DTranspose":
+        inputs = keras.Input((6, 6, 8))
+        x = L.Conv2DTranspose(32, 3, strides=2, padding="same")(inputs)
+    elif kind == "Conv1DTranspose":
+        inputs = keras.Input((8, 16))
+        x = L.Conv1DTranspose(32, 5, strides=2, padding="same")(inputs)
+    elif kind == "Conv3D":
+        inputs = keras.Input((5, 5, 5, 8))
+        x = L.Conv3D(32, 3)(inputs)
+    elif kind == "Conv3DTranspose":
+        inputs = keras.Input((3, 3, 3, 8))
+        x = L.Conv3DTranspose(32, 3)(inputs)
+    else:
+        inputs = keras.Input((5, 64))
+        x = L.EinsumDense("abc,cde->abde", output_shape=(5, 4, 32), bias_axes="de")(inputs)
+    model = keras.Model(inputs, L.Dense(4)(L.Flatten()(x)))
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0, 1, (16, *inputs.shape[1:])).astype("float32")
+    return model, data
+
+
+@pytest.mark.parametrize(
+    "kind", ["Conv2DTranspose", "Conv1DTranspose", "Conv3D", "Conv3DTranspose", "EinsumDense"]
+)
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_every_prunable_kernel_is_stored_sparsely(kind, quantize, tmp_path):
+    model, x = _layer_model(kind)
+    pruned = tfprune.prune_low_magnitude(model, tfprune.ConstantSparsity(0.9, 0))
+    for wrapper in tfprune.prune.pruning_wrappers(pruned):
+        wrapper.update_masks(0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no weight is left dense without a word
+        result = to_tflite(pruned, tmp_path / "k.tflite", quantize=quantize, representative_data=x)
+    assert result.verification.passed
+    verify.smoke_test(result.path)
+    first = tfprune.prune.pruning_wrappers(pruned)[0]
+    size = int(np.prod(first.pruned_weights[0][0].shape))
+    rows = [r for r in result.tensors if int(np.prod(r.shape)) == size and r.sparsity > 0.85]
+    assert rows and all(r.layout.startswith("CSR") for r in rows)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class Gate(keras.layers.Layer, tfprune.PrunableLayer):
+    """A prunable 2-D weight that the converter multiplies elementwise (MUL), not a kernel."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=tuple(input_shape[1:]), name="gate")
+
+    def call(self, x):
+        return x * self.w
+
+    def get_prunable_weights(self):
+        return [self.w]
+
+
+def test_a_pruned_weight_that_must_stay_dense_is_reported(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16))
+    model = keras.Model(inputs, L.Dense(3)(L.Flatten()(Gate()(inputs))))
+    zero_smallest(model)
+    gate = model.layers[1]
+    weights = gate.get_weights()[0]
+    weights[np.abs(weights) < np.quantile(np.abs(weights), 0.9)] = 0
+    gate.set_weights([weights])
+    with pytest.warns(UserWarning, match=r"stored dense: .*16x16.*read as MUL input 1"):
+        result = to_tflite(model, tmp_path / "g.tflite")
+    (row,) = [r for r in result.tensors if r.shape == (16, 16)]
+    assert row.layout == "dense (read as MUL input 1, which takes dense constants only)"
