@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfprune-installed
+DEMO_STAMP := $(VENV)/.tfprune-demo-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: demo test lint format bench bench-full bench-overhead bench-export docs notebooks clean
@@ -12,11 +13,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The demo needs only the export and plot extras; the tests need everything (tfmot, JAX, ...).
+$(DEMO_STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[export,plot]'
+	touch $@
+
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/tfprune demo --out_dir demo_out
 
 lint: $(STAMP)
