@@ -194,7 +194,8 @@ def test_a_pruned_weight_that_must_stay_dense_is_reported(tmp_path):
     weights = gate.get_weights()[0]
     weights[np.abs(weights) < np.quantile(np.abs(weights), 0.9)] = 0
     gate.set_weights([weights])
-    with pytest.warns(UserWarning, match=r"stored dense: .*16x16.*read as MUL input 1"):
+    with pytest.warns(UserWarning, match=r"stored dense: gate/gate \(read as MUL input 1"):
         result = to_tflite(model, tmp_path / "g.tflite")
     (row,) = [r for r in result.tensors if r.shape == (16, 16)]
+    assert row.name == "gate/gate"
     assert row.layout == "dense (read as MUL input 1, which takes dense constants only)"

@@ -109,21 +109,6 @@ def test_nested_model_layers_are_pruned():
     assert names == ["inner_dense", "outer_dense"]
 
 
-def test_subclassed_model_gets_a_clear_error():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = layers.Dense(2)
-
-        def call(self, x):
-            return self.d(x)
-
-    net = Net()
-    net(np.ones((1, 3), "float32"))
-    with pytest.raises(ValueError, match="subclassed model.*wrap its prunable layers|wrap its"):
-        tfprune.prune_low_magnitude(net)
-
-
 def test_pruning_twice_is_an_error():
     pruned = tfprune.prune_low_magnitude(small_mlp())
     with pytest.raises(ValueError, match="already pruned"):

@@ -16,6 +16,11 @@ def floats(*shape):
     return R.standard_normal(shape).astype("float32")
 
 
+def built(layer, shape):
+    layer.build(shape)
+    return layer
+
+
 @keras.saving.register_keras_serializable(package="tests")
 class Scale(keras.layers.Layer, tfprune.PrunableLayer):
     """A custom layer that opts in through PrunableLayer."""
@@ -208,7 +213,7 @@ def test_activity_regularizer_loss_is_kept_and_sees_the_masked_output():
     "layer, error, match",
     [
         (layers.Dropout(0.5), ValueError, "has no prunable weights"),
-        (layers.BatchNormalization(), ValueError, "has no prunable weights"),
+        (built(layers.BatchNormalization(), (None, 4)), ValueError, "has no prunable weights"),
         ("dense", TypeError, "Received: layer='dense'"),
         (tfprune.PruneLowMagnitude(layers.Dense(2)), ValueError, "already wrapped"),
     ],
@@ -216,6 +221,12 @@ def test_activity_regularizer_loss_is_kept_and_sees_the_masked_output():
 def test_wrapper_rejects_bad_layers(layer, error, match):
     with pytest.raises(error, match=match):
         tfprune.PruneLowMagnitude(layer)
+
+
+def test_an_unbuilt_layer_without_prunable_weights_is_refused_when_built():
+    wrapper = tfprune.PruneLowMagnitude(layers.BatchNormalization())
+    with pytest.raises(ValueError, match="has no prunable weights once built"):
+        wrapper(floats(2, 4))
 
 
 def test_wrapper_rejects_a_non_schedule():

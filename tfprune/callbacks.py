@@ -9,8 +9,9 @@ from typing import Any
 import keras
 from keras import ops
 
+from tfprune.masks import sparsity
 from tfprune.prune import pruning_wrappers, warn_replaced_masks
-from tfprune.wrapper import PruneLowMagnitude
+from tfprune.wrapper import PruneLowMagnitude, update_masks_together
 
 __all__ = ["UpdatePruningStep", "PruningSummaries"]
 
@@ -85,8 +86,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._step = 0
         self._checked = 0
         self._prev_batch: int | None = None
-        self._groups: dict[int, tuple[Any, list[PruneLowMagnitude]]] = {}
+        self._groups: dict[Any, tuple[Any, list[PruneLowMagnitude]]] = {}
         self._started = False
+        self._waiting = False
 
     @property
     def step(self) -> int:
@@ -99,20 +101,27 @@ class UpdatePruningStep(keras.callbacks.Callback):
             w.attach_driver()
         # Read at the first batch, after callbacks such as BackupAndRestore restored the state.
         self._started = False
+        self._groups = {}
 
     def _start(self) -> None:
         # One read of the device state per fit; the step lives on the host from here on, and
         # the wrappers read it from here when they are saved.
         self._step = max(int(ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers)
-        for w in self._wrappers:
-            w.attach_driver(self._current_step)
-        # Wrappers built by one prune_low_magnitude call share one schedule: ask it once a step.
-        self._groups = {}
-        for w in self._wrappers:
-            self._groups.setdefault(id(w.pruning_schedule), (w.pruning_schedule, []))[1].append(w)
+        self._begin_groups()
         self._checked = self._step
         self._prev_batch = None
         self._started = True
+
+    def _begin_groups(self) -> None:
+        for w in self._wrappers:
+            w.attach_driver(self._current_step)
+        # Wrappers built by one prune_low_magnitude call share one schedule: ask it once a step.
+        # Wrappers in one allocation group are also pruned together, with one threshold.
+        self._groups = {}
+        for w in self._wrappers:
+            key = ("group", w.allocation_group) if w.allocation_group else id(w.pruning_schedule)
+            self._groups.setdefault(key, (w.pruning_schedule, []))[1].append(w)
+        self._waiting = False
 
     def _current_step(self) -> int:
         return self._step
@@ -120,11 +129,11 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def _apply_due(self, upto: int) -> None:
         """Applies, per schedule, the latest update scheduled in [self._checked, upto]."""
         due = []
-        for schedule, wrappers in self._groups.values():
+        for key, (schedule, wrappers) in self._groups.items():
             for t in range(upto, self._checked - 1, -1):
                 update, sparsity = schedule(t)
                 if update:
-                    due.extend((w, sparsity) for w in wrappers)
+                    due.append((wrappers, sparsity, isinstance(key, tuple)))
                     break
         self._checked = upto + 1
         if not due:
@@ -135,19 +144,37 @@ class UpdatePruningStep(keras.callbacks.Callback):
         sync = getattr(self.model, "jax_state_sync", None)
         if callable(sync):
             sync()
-        for w, sparsity in due:
-            w.update_masks(sparsity, step=self._step)
+        for wrappers, sparsity, together in due:
+            if together:
+                update_masks_together(wrappers, sparsity, step=self._step)
+            else:
+                for w in wrappers:
+                    w.update_masks(sparsity, step=self._step)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         # Counting happens here, never in on_train_batch_end: overriding that hook would make
         # Keras convert the logs to Python numbers, a device sync, after every batch.
         if not self._started:
+            if any(w.pruning_step is None for w in self._wrappers):
+                self._wait_for_build(batch)
+                return
             self._start()
         elif self._prev_batch is not None:
             self._step += batch - self._prev_batch if batch > self._prev_batch else 1
         self._prev_batch = batch
+        if self._waiting:
+            if any(w.pruning_step is None for w in self._wrappers):
+                return
+            self._begin_groups()
         if self._step >= self._checked:
             self._apply_due(self._step)
+
+    def _wait_for_build(self, batch: int) -> None:
+        # A model that fit builds in its first step (a subclassed model never called before,
+        # on the TensorFlow backend) has no masks before that step: count from 0 and apply
+        # the updates due so far at the first step after it is built.
+        self._step, self._checked, self._prev_batch = 0, 0, batch
+        self._started, self._waiting = True, True
 
     def _close_execution(self) -> None:
         """Counts the steps of the last execution, whose end no batch-begin hook saw."""
@@ -183,15 +210,22 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # A callback listed before this one may already have restored other weights and masks.
         warn_replaced_masks(self.model, stacklevel=3)
         short, ends = [], []
-        for w in self._wrappers:
-            end = w.pruning_schedule.end_step
+        for key, (schedule, wrappers) in self._groups.items():
+            end = schedule.end_step
             if end is None or end < 0 or self._step > end:
                 continue
-            target = w.pruning_schedule(end)[1]
-            reached = w.mask_sparsity()
-            if reached < target - 1e-6:
-                short.append(f"'{w.name}' at {reached:.1%} of {target:.1%}")
-                ends.append(end)
+            target = schedule(end)[1]
+            if isinstance(key, tuple):  # pruned together: the total is what reaches the target
+                reached = sparsity([m for w in wrappers for _, m in w.pruned_weights])
+                if reached < target - 1e-6:
+                    short.append(f"group '{key[1]}' at {reached:.1%} of {target:.1%}")
+                    ends.append(end)
+                continue
+            for w in wrappers:
+                reached = w.mask_sparsity()
+                if reached < target - 1e-6:
+                    short.append(f"'{w.name}' at {reached:.1%} of {target:.1%}")
+                    ends.append(end)
         if short:
             end = max(ends)
             warnings.warn(

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-__all__ = ["num_pruned", "kth_smallest", "magnitude_mask", "count_nonzero", "sparsity"]
+__all__ = [
+    "num_pruned",
+    "kth_smallest",
+    "magnitude_mask",
+    "magnitude_masks",
+    "count_nonzero",
+    "sparsity",
+]
 
 
 def num_pruned(size: int, sparsity: float) -> int:
@@ -89,6 +96,52 @@ def magnitude_mask(weight: Any, sparsity: float, *, name: str = "weight") -> np.
     else:
         pruned = below | (ties & (np.cumsum(ties) <= still))
     return (~pruned).reshape(shape).astype(host.dtype)
+
+
+def magnitude_masks(
+    weights: list[Any], sparsity: float, *, names: list[str] | None = None
+) -> list[np.ndarray]:
+    """Masks for several weights pruned together: one threshold, `round(sparsity * n)` in all.
+
+    The weights are taken as one vector (each flattened in row-major order, in list order), so
+    ties at the threshold are broken by that position; each mask has its weight's shape.
+
+    Args:
+        weights: Tensors or arrays of any shapes.
+        sparsity: Fraction of all their entries to prune, in [0, 1].
+        names: Names used in error messages, one per weight. Defaults to "weight <i>".
+
+    Returns:
+        One 0/1 numpy array per weight, of its shape and dtype.
+
+    Raises:
+        ValueError: If `sparsity` is out of range or a weight holds NaN or Inf values.
+
+    Example:
+
+    >>> big, small = np.array([3.0, -2.0, 1.0]), np.array([0.5, 0.1])
+    >>> [m.tolist() for m in magnitude_masks([big, small], 0.4)]
+    [[1.0, 1.0, 1.0], [0.0, 0.0]]
+    """
+    hosts = [np.asarray(ops.convert_to_numpy(w)) for w in weights]
+    names = names or [f"weight {i}" for i in range(len(hosts))]
+    for host, name in zip(hosts, names, strict=True):
+        if host.size and not np.all(np.isfinite(host)):
+            bad = int(host.size - np.count_nonzero(np.isfinite(host)))
+            raise ValueError(
+                f"Cannot compute a magnitude mask for {name}: it holds {bad} NaN or Inf value(s) "
+                f"out of {host.size}. Training has diverged; lower the learning rate or check "
+                "the data."
+            )
+    if not hosts:
+        return []
+    joined = np.concatenate([h.astype(np.float32).reshape(-1) for h in hosts])
+    flat = magnitude_mask(joined, sparsity, name="the weights pruned together")
+    masks, start = [], 0
+    for host in hosts:
+        masks.append(flat[start : start + host.size].reshape(host.shape).astype(host.dtype))
+        start += host.size
+    return masks
 
 
 def count_nonzero(values: Any) -> tuple[int, int]:

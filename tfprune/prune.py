@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from typing import Any
 
 import keras
-from keras import ops
+import numpy as np
 
+from tfprune.clone import clone_pruned, clone_stripped
+from tfprune.inplace import prune_subclassed, strip_in_place
 from tfprune.registry import supports
 from tfprune.schedules import PruningSchedule
+from tfprune.select import Choice
 from tfprune.walk import model_kind, walk
 from tfprune.wrapper import PruneLowMagnitude
 
@@ -111,13 +113,6 @@ def warn_replaced_masks(model: Any, stacklevel: int = 2) -> None:
 
 
 def _check_model(model: keras.Model, verb: str) -> None:
-    if model_kind(model) == "subclassed":
-        raise ValueError(
-            f"Cannot {verb} model '{model.name}' of type {type(model).__name__}: only Sequential "
-            "and Functional models can be cloned. For a subclassed model, wrap its prunable "
-            "layers in its __init__ (self.dense = tfprune.prune_low_magnitude(Dense(...))), "
-            "or implement tfprune.PrunableLayer on custom layers."
-        )
     if isinstance(model, keras.Sequential) and not model.built:
         raise ValueError(
             f"Cannot {verb} Sequential model '{model.name}': it is not built. Give it an "
@@ -125,110 +120,118 @@ def _check_model(model: keras.Model, verb: str) -> None:
         )
 
 
-def _fresh(layer: Any) -> Any:
-    return layer.__class__.from_config(layer.get_config())
+# Above this share of a model's parameters in weights no rule can prune, pruning says so.
+_UNPRUNABLE_WARNING_SHARE = 0.05
 
 
-class _Copy:
-    """Builds the cloned layers and records how to fill their weights from the originals."""
-
-    def __init__(self, schedule: PruningSchedule | None, prune: bool) -> None:
-        self.schedule = schedule
-        self.prune = prune
-        self.todo: list[tuple[Any, Any, str]] = []
-
-    def __call__(self, layer: Any) -> Any:
-        if isinstance(layer, PruneLowMagnitude):
-            if self.prune:
-                raise ValueError(
-                    f"Layer '{layer.name}' is already pruned: the model holds PruneLowMagnitude "
-                    "wrappers. Strip it first with tfprune.strip_pruning, or keep training it."
-                )
-            new = _fresh(layer.layer)
-            self.todo.append((layer, new, "strip"))
-            return new
-        if isinstance(layer, keras.layers.InputLayer):
-            return _fresh(layer)
-        new = _fresh(layer)
-        if self.prune and supports(layer):
-            wrapped = PruneLowMagnitude(new, pruning_schedule=self.schedule)
-            self.todo.append((layer, wrapped, "wrap"))
-            return wrapped
-        self.todo.append((layer, new, "copy"))
-        return new
-
-    def fill(self) -> None:
-        for old, new, how in self.todo:
-            if how == "copy":
-                new.set_weights(old.get_weights())
-            elif how == "wrap":
-                new.layer.set_weights(old.get_weights())
-            else:
-                masks = {id(w): m for w, m in old.pruned_weights}
-                values = []
-                for v in old.layer.weights:
-                    m = masks.get(id(v))
-                    value = v.value if m is None else v.value * ops.cast(m.value, v.dtype)
-                    values.append(ops.convert_to_numpy(value))
-                new.set_weights(values)
-
-
-def _call(layer: Any, *args: Any, **kwargs: Any) -> Any:
-    # A wrapper's graph node records `mask=` for it; the layer that replaces it may not take one.
-    if "mask" in kwargs and "mask" not in inspect.signature(layer.call).parameters:
-        kwargs.pop("mask")
-    return layer(*args, **kwargs)
-
-
-def _clone_model(model: keras.Model, copier: _Copy) -> keras.Model:
-    call_function = None if isinstance(model, keras.Sequential) else _call
-    clone = keras.models.clone_model(
-        model, clone_function=copier, call_function=call_function, recursive=True
+def _warn_unprunable(model: keras.Model, pruned: list[PruneLowMagnitude], choice: Choice) -> None:
+    """Warns when much of the model stays dense because no rule covers its weights."""
+    covered = {id(v) for w in pruned for v in w.layer.weights}
+    # Layers the caller chose to keep dense are not "cannot be pruned".
+    for layer in walk(model):
+        if supports(layer) and not isinstance(layer, keras.Model):
+            covered |= {id(v) for v in layer.weights}
+    total, left = 0, {}
+    for layer in walk(model, into=lambda x: isinstance(x, keras.Model) or x is model):
+        if isinstance(layer, keras.Model):
+            continue
+        for v in layer.trainable_weights:
+            size = int(np.prod(v.shape))
+            total += size
+            if id(v) not in covered:
+                left[layer.name] = left.get(layer.name, 0) + size
+    share = sum(left.values()) / total if total else 0.0
+    if share <= _UNPRUNABLE_WARNING_SHARE:
+        return
+    largest = sorted(left.items(), key=lambda item: -item[1])[:5]
+    named = ", ".join(f"'{name}' ({count:,})" for name, count in largest)
+    warnings.warn(
+        f"{share:.1%} of the parameters of model '{model.name}' are in weights that no rule "
+        f"prunes; the largest such layers: {named}. Implement tfprune.PrunableLayer "
+        "(get_prunable_weights) on a custom layer to prune its weights.",
+        UserWarning,
+        stacklevel=3,
     )
-    copier.fill()
-    return clone
 
 
 def prune_low_magnitude(
-    to_prune: Any, pruning_schedule: PruningSchedule | None = None, **options: Any
+    to_prune: Any,
+    pruning_schedule: PruningSchedule | None = None,
+    *,
+    layers: Any = None,
+    allocation: str = "layer",
+    **options: Any,
 ) -> Any:
-    """Wraps a layer, a list of layers, or every prunable layer of a model for pruning.
+    """Wraps a layer, a list of layers, or the prunable layers of a model for pruning.
 
-    For a Sequential or Functional model the model is cloned: every layer with prunable weights
-    is wrapped in `PruneLowMagnitude` (weights copied, masks all ones), every other layer is
-    cloned with its weights, and the original model is left untouched. Prunable weights are the
-    kernels of Dense, EinsumDense, Conv1D/2D/3D, Conv1D/2D/3DTranspose, DepthwiseConv1D/2D and
-    the pointwise kernels of SeparableConv1D/2D; Embedding's embeddings; the kernel and recurrent
-    kernel of SimpleRNN, LSTM and GRU; the query, key, value and output kernels of
-    MultiHeadAttention; layers nested in Bidirectional and TimeDistributed; and whatever a custom
-    layer returns from `PrunableLayer.get_prunable_weights()`. Biases are never pruned.
+    For a Sequential or Functional model (a subclass of Functional included, such as a KerasHub
+    backbone or task) the model is copied: every layer chosen for pruning is wrapped in
+    `PruneLowMagnitude` (weights copied, masks all ones), every other layer is copied with its
+    weights, nested models likewise, and the original model is left untouched. The copy of a
+    Functional subclass is a Functional model of the same graph, as `keras.models.clone_model`
+    makes it: it trains, predicts, saves and exports, but has none of the subclass's own
+    methods (see `strip_pruning` for getting the weights back into the original).
+
+    A subclassed model (one with its own `call`) is pruned through its attributes: each
+    prunable layer it holds in an attribute (directly, or in a list or dict) is replaced there
+    by its wrapper, so the model's `call` runs the wrappers. An unbuilt model is pruned in place
+    and returned; a built one (Keras adds no layer to a built model) is re-created from its
+    config, pruned, built and given its weights, and the copy is returned. Either saves to
+    `.keras` and loads again if the model itself does.
+
+    Prunable weights are the kernels of Dense, EinsumDense, Conv1D/2D/3D,
+    Conv1D/2D/3DTranspose, DepthwiseConv1D/2D and the pointwise kernels of SeparableConv1D/2D;
+    Embedding's embeddings; the kernel and recurrent kernel of SimpleRNN, LSTM and GRU; the
+    query, key, value and output kernels of MultiHeadAttention; whatever a custom layer returns
+    from `PrunableLayer.get_prunable_weights()`; and every such weight inside a layer made of
+    layers (Bidirectional, TimeDistributed, a KerasHub TransformerEncoder, a user's block),
+    which is wrapped as one. A weight shared by two layers (a tied embedding) is pruned once.
+    Biases are never pruned. If more than 5% of a model's parameters are in weights no rule
+    covers, a warning names the largest such layers.
 
     Train the result with `callbacks=[tfprune.UpdatePruningStep()]`.
 
     Args:
-        to_prune: A Keras layer, a list of layers, or a built Sequential or Functional model.
-        pruning_schedule: A `tfprune.PruningSchedule` shared by every wrapped layer. Defaults to
-            `ConstantSparsity(0.5, begin_step=0)`, as in tfmot.
+        to_prune: A Keras layer, a list of layers, or a built Sequential, Functional or
+            subclassed model.
+        pruning_schedule: A `tfprune.PruningSchedule` for every wrapped layer (unless `layers`
+            names others). Defaults to `ConstantSparsity(0.5, begin_step=0)`, as in tfmot.
+        layers: Which layers of a model to prune: None (all with prunable weights); a list of
+            selectors (the layers any of them matches, with `pruning_schedule`); or a dict from
+            selectors to a schedule or None (keep dense), where the first selector that matches
+            a layer decides and a layer none matches stays dense. A selector is a layer name
+            pattern (`"block_*_expand"`, `*` and `?` wildcards, the whole name), a layer class,
+            or a function of the layer returning a bool. Defaults to None.
+        allocation: "layer" (each pruned weight reaches its schedule's sparsity) or "global"
+            (one magnitude threshold across all the weights that share a schedule, so that their
+            total reaches the schedule's sparsity and each weight gets its own). Defaults to
+            "layer".
         **options: tfmot's `block_size`, `block_pooling_type`, `pruning_policy` and
             `sparsity_m_by_n` are accepted at their default values only.
 
     Returns:
-        A `PruneLowMagnitude` layer, a list of them, or a new model of the same kind.
+        A `PruneLowMagnitude` layer, a list of them, a new model (Sequential or Functional), or
+        the subclassed model itself, pruned.
 
     Raises:
         TypeError: If `to_prune` is not a layer, list or model, or an option is unknown.
-        ValueError: If a layer has no prunable weights, is already wrapped, the model is
-            subclassed, unbuilt or already pruned, or holds no prunable layer.
+        ValueError: If a layer has no prunable weights or is already wrapped, the model is
+            unbuilt or already pruned or holds no layer to prune, `layers` names no layer, a
+            subclassed model holds a prunable layer where no wrapper can replace it.
 
     Example:
 
     >>> import keras, tfprune
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
-    ...                           keras.layers.Dropout(0.1), keras.layers.Dense(2)])
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+    ...                           keras.layers.Dropout(0.1), keras.layers.Dense(2, name="out")])
     >>> pruned = tfprune.prune_low_magnitude(
     ...     model, tfprune.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=100))
     >>> [type(layer).__name__ for layer in pruned.layers]
     ['PruneLowMagnitude', 'Dropout', 'PruneLowMagnitude']
+    >>> first_only = tfprune.prune_low_magnitude(
+    ...     model, layers={"hidden": tfprune.ConstantSparsity(0.5, begin_step=0)})
+    >>> [type(layer).__name__ for layer in first_only.layers]
+    ['PruneLowMagnitude', 'Dropout', 'Dense']
     """
     _check_options(options)
     if isinstance(to_prune, keras.Model):
@@ -238,39 +241,65 @@ def prune_low_magnitude(
                 f"Model '{to_prune.name}' is already pruned: it holds PruneLowMagnitude "
                 "wrappers. Keep training it, or strip it first with tfprune.strip_pruning."
             )
-        if not any(supports(layer) for layer in walk(to_prune) if layer is not to_prune):
+        prunable = [x.name for x in walk(to_prune) if x is not to_prune and supports(x)]
+        if not prunable:
             raise ValueError(
                 f"Model '{to_prune.name}' has no layer with prunable weights; nothing to prune."
             )
-        return _clone_model(to_prune, _Copy(pruning_schedule, prune=True))
+        choice = Choice(layers, pruning_schedule, allocation, group=to_prune.name)
+        if model_kind(to_prune) == "subclassed":
+            result, wrappers = prune_subclassed(to_prune, choice)
+        else:
+            result = clone_pruned(to_prune, choice)
+            wrappers = pruning_wrappers(result)
+        choice.check_used(lambda: prunable)
+        if not wrappers:
+            raise ValueError(
+                f"Argument `layers` leaves no layer of model '{to_prune.name}' to prune. "
+                f"Layers with prunable weights: {', '.join(prunable)}"
+            )
+        _warn_unprunable(result, wrappers, choice)
+        return result
+    if layers is not None or allocation != "layer":
+        raise ValueError(
+            "Arguments `layers` and `allocation` apply to models; wrap single layers with "
+            f"their own schedules. Received: layers={layers!r}, allocation={allocation!r}"
+        )
     if isinstance(to_prune, (list, tuple)):
         return [prune_low_magnitude(layer, pruning_schedule) for layer in to_prune]
     if isinstance(to_prune, keras.layers.Layer):
         return PruneLowMagnitude(to_prune, pruning_schedule=pruning_schedule)
     raise TypeError(
-        "Argument `to_prune` must be a keras layer, a list of layers, or a Sequential or "
-        f"Functional model. Received: to_prune={to_prune!r} of type {type(to_prune).__name__}"
+        "Argument `to_prune` must be a keras layer, a list of layers, or a Keras model. "
+        f"Received: to_prune={to_prune!r} of type {type(to_prune).__name__}"
     )
 
 
-def strip_pruning(model: Any) -> Any:
-    """Returns a plain Keras model with the pruning wrappers removed and the zeros baked in.
+def strip_pruning(model: Any = None, **kwargs: Any) -> Any:
+    """Returns the model with the pruning wrappers removed and the zeros baked in.
 
-    Every `PruneLowMagnitude` layer is replaced by a clone of the layer it wraps, with weights
-    `weight * mask`; every other layer is cloned with its weights. The result has the same layer
-    classes and configs as the model before pruning, no tfprune state, and the same predictions
-    as the pruned model. The pruned model is left untouched.
+    For a Sequential or Functional model, every `PruneLowMagnitude` layer is replaced by a copy
+    of the layer it wraps, with weights `weight * mask`, and every other layer is copied with
+    its weights: a new model with the same layer classes and configs as before pruning, no
+    tfprune state, and the same predictions; the pruned model is left untouched. A subclassed
+    model pruned in place gets its layers back in place (weights masked) and is returned.
+
+    The weights come in the order of the model before pruning, so they fit the original model
+    too: `original.set_weights(stripped.get_weights())` gives a KerasHub task (whose pruned
+    copy is a plain Functional model) its pruned weights back, with `generate` and its
+    preprocessor.
 
     Args:
-        model: A pruned Sequential or Functional model, or a single `PruneLowMagnitude` layer.
+        model: A pruned model, or a single `PruneLowMagnitude` layer. tfmot's keyword
+            `to_strip` is accepted too.
 
     Returns:
-        A new model of the same kind, or the unwrapped layer for a single wrapper.
+        A new model of the same kind, the subclassed model itself, or the unwrapped layer for
+        a single wrapper.
 
     Raises:
         TypeError: If `model` is not a Keras model or layer.
-        ValueError: If the model holds no `PruneLowMagnitude` layer (it was never pruned), or is
-            subclassed.
+        ValueError: If the model holds no `PruneLowMagnitude` layer (it was never pruned).
 
     Example:
 
@@ -280,6 +309,14 @@ def strip_pruning(model: Any) -> Any:
     >>> [type(layer).__name__ for layer in stripped.layers]
     ['Dense']
     """
+    if "to_strip" in kwargs:
+        if model is not None:
+            raise TypeError("Pass the model once: as `model` or as tfmot's `to_strip`.")
+        model = kwargs.pop("to_strip")
+    if kwargs:
+        raise TypeError(
+            f"strip_pruning() got an unexpected keyword argument `{next(iter(kwargs))}`."
+        )
     if isinstance(model, PruneLowMagnitude):
         model.bake()
         return model.layer
@@ -295,4 +332,6 @@ def strip_pruning(model: Any) -> Any:
         )
     _check_model(model, "strip")
     warn_replaced_masks(model, stacklevel=3)
-    return _clone_model(model, _Copy(None, prune=False))
+    if model_kind(model) == "subclassed":
+        return strip_in_place(model)
+    return clone_stripped(model)

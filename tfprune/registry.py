@@ -11,7 +11,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import keras
 
-__all__ = ["PrunableLayer", "prunable_weights", "supports"]
+from tfprune.walk import walk
+
+__all__ = ["PrunableLayer", "prunable_weights", "prunes_itself", "supports"]
 
 
 @runtime_checkable
@@ -57,6 +59,13 @@ def _kernel(layer: Any) -> list[Any]:
     return [layer.kernel]
 
 
+def _embedding(layer: Any) -> list[Any]:
+    # An output projection of its own (KerasHub's ReversibleEmbedding with untied weights) is
+    # as prunable as the table; a tied one is the table itself, pruned once.
+    reverse = getattr(layer, "reverse_embeddings", None)
+    return [layer.embeddings] + ([reverse] if isinstance(reverse, keras.Variable) else [])
+
+
 def _recurrent(layer: Any) -> list[Any]:
     cell = layer.cell
     return [cell.kernel, cell.recurrent_kernel]
@@ -71,14 +80,6 @@ def _attention(layer: Any) -> list[Any]:
     ]
 
 
-def _bidirectional(layer: Any) -> list[Any]:
-    return prunable_weights(layer.forward_layer) + prunable_weights(layer.backward_layer)
-
-
-def _time_distributed(layer: Any) -> list[Any]:
-    return prunable_weights(layer.layer)
-
-
 _L = keras.layers
 # Order matters only for subclasses: the first matching class decides.
 _RULES: tuple[tuple[tuple[type, ...], Callable[[Any], list[Any]]], ...] = (
@@ -87,27 +88,62 @@ _RULES: tuple[tuple[tuple[type, ...], Callable[[Any], list[Any]]], ...] = (
     ((_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose), _kernel),
     ((_L.DepthwiseConv1D, _L.DepthwiseConv2D), _kernel),
     ((_L.SeparableConv1D, _L.SeparableConv2D), lambda layer: [layer.pointwise_kernel]),
-    ((_L.Embedding,), lambda layer: [layer.embeddings]),
+    ((_L.Embedding,), _embedding),
     ((_L.SimpleRNN, _L.LSTM, _L.GRU), _recurrent),
     ((_L.MultiHeadAttention,), _attention),
 )
 
 
-def _rule(layer: Any) -> Callable[[Any], list[Any]] | None:
+def _own_rule(layer: Any) -> Callable[[Any], list[Any]] | None:
     if isinstance(layer, PrunableLayer):
         return lambda lay: list(lay.get_prunable_weights())
-    if isinstance(layer, _L.TimeDistributed):
-        return _time_distributed if supports(layer.layer) else None
-    if isinstance(layer, _L.Bidirectional):
-        return _bidirectional if supports(layer.forward_layer) else None
     for classes, rule in _RULES:
         if isinstance(layer, classes):
             return rule
     return None
 
 
+def _parts(layer: Any) -> list[Any]:
+    """The layers inside `layer` that have a rule of their own, nested layers included."""
+    return [
+        part
+        for part in walk(layer, into=lambda x: x is layer or _own_rule(x) is None)
+        if part is not layer and _own_rule(part) is not None
+    ]
+
+
+def _composite(layer: Any) -> list[Any]:
+    found: dict[int, Any] = {}
+    for part in _parts(layer):
+        for weight in prunable_weights(part):
+            found.setdefault(id(weight), weight)  # a weight shared by two parts is pruned once
+    return list(found.values())
+
+
+def _rule(layer: Any) -> Callable[[Any], list[Any]] | None:
+    rule = _own_rule(layer)
+    if rule is not None:
+        return rule
+    # Models are pruned layer by layer; any other layer is pruned through the layers it holds
+    # (TimeDistributed, Bidirectional, a KerasHub TransformerEncoder, a user's block).
+    if not isinstance(layer, keras.Model) and _parts(layer):
+        return _composite
+    return None
+
+
+def prunes_itself(layer: Any) -> bool:
+    """Whether a rule of the layer's own covers it (it is not pruned through its parts)."""
+    return _own_rule(layer) is not None
+
+
 def supports(layer: Any) -> bool:
-    """Returns whether `layer` (built or not) has weights that pruning knows how to mask."""
+    """Returns whether `layer` has weights that pruning knows how to mask.
+
+    A layer with a rule of its own (see `prune_low_magnitude`) or implementing `PrunableLayer`
+    is supported built or not; a composite layer (one made of other layers) is supported when
+    a layer it holds is. A composite that creates its layers in `build` is known only once
+    built.
+    """
     return _rule(layer) is not None
 
 

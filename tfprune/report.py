@@ -11,7 +11,7 @@ from keras import ops
 
 from tfprune.files import atomic_path
 from tfprune.masks import count_nonzero
-from tfprune.registry import prunable_weights, supports
+from tfprune.registry import prunable_weights, prunes_itself
 from tfprune.table import format_table
 from tfprune.walk import walk
 from tfprune.wrapper import PruneLowMagnitude
@@ -71,11 +71,11 @@ def _prod(shape: tuple[int, ...]) -> int:
     return math.prod(int(d) for d in shape)
 
 
-def _row(layer_name: str, weight: Any, value: Any) -> SparsityRow:
+def _row(layer: Any, weight: Any, value: Any) -> SparsityRow:
     nonzeros, size = count_nonzero(value)
     return SparsityRow(
-        layer=layer_name,
-        weight=weight.name,
+        layer=layer.name,
+        weight=_weight_label(layer, weight),
         shape=tuple(int(d) for d in weight.shape),
         nonzeros=nonzeros,
         sparsity=1.0 - nonzeros / size if size else 0.0,
@@ -83,8 +83,16 @@ def _row(layer_name: str, weight: Any, value: Any) -> SparsityRow:
 
 
 def _reported_inside(layer: Any) -> bool:
-    # A wrapper or a layer with its own rule reports its weights itself; its parts do not.
-    return not isinstance(layer, PruneLowMagnitude) and not supports(layer)
+    # A wrapper or a layer with its own rule reports its weights itself; a layer made of
+    # layers is reported through its parts.
+    return not isinstance(layer, PruneLowMagnitude) and not prunes_itself(layer)
+
+
+def _weight_label(layer: Any, weight: Any) -> str:
+    """The weight's path inside `layer` ("kernel", or "self_attention/query/kernel")."""
+    prefix = f"{layer.path}/" if getattr(layer, "path", None) else ""
+    path = weight.path
+    return path[len(prefix) :] if prefix and path.startswith(prefix) else weight.name
 
 
 def sparsity_report(model: Any) -> SparsityReport:
@@ -120,11 +128,11 @@ def sparsity_report(model: Any) -> SparsityReport:
     for layer in walk(model, into=_reported_inside):
         if isinstance(layer, PruneLowMagnitude):
             for w, m in layer.pruned_weights:
-                report.append(_row(layer.layer.name, w, w.value * ops.cast(m.value, w.dtype)))
-        elif layer is not model or not isinstance(model, keras.Model):
+                report.append(_row(layer.layer, w, w.value * ops.cast(m.value, w.dtype)))
+        elif prunes_itself(layer) and (layer is not model or not isinstance(model, keras.Model)):
             if layer.built:
                 for w in prunable_weights(layer):
-                    report.append(_row(layer.name, w, w.value))
+                    report.append(_row(layer, w, w.value))
     return report
 
 

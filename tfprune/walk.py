@@ -7,12 +7,13 @@ export) goes through `walk`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import keras
 
-__all__ = ["ModelKind", "model_kind", "children", "walk"]
+__all__ = ["ModelKind", "model_kind", "children", "attribute_layers", "walk"]
 
 ModelKind = Literal["sequential", "functional", "subclassed"]
 
@@ -58,14 +59,61 @@ def model_kind(model: Any) -> ModelKind:
     return "functional" if _is_functional(model) else "subclassed"
 
 
+@functools.cache
+def _base_attributes(is_model: bool) -> frozenset[str]:
+    """The attributes every Keras model (or layer) has; its own layers are in the others."""
+    return frozenset(vars(keras.Model() if is_model else keras.layers.Layer()))
+
+
+def attribute_layers(holder: Any) -> list[tuple[str, Any, Any]]:
+    """`(attribute, key or None, layer)` for every layer `holder` keeps in its own attributes.
+
+    Layers held directly, or in a list, tuple or dict; Keras's and TensorFlow's bookkeeping
+    attributes (the ones every layer has, and TensorFlow's `_self_...` dependency lists) are
+    left out, so a layer is found where the holder's code put it. A layer held in two places
+    is listed twice.
+    """
+    skip = _base_attributes(isinstance(holder, keras.Model))
+    found = []
+    for name, value in list(vars(holder).items()):
+        if name in skip:
+            continue
+        if isinstance(value, keras.layers.Layer):
+            items = [(None, value)]
+        elif name.startswith("_self_"):
+            continue
+        elif isinstance(value, (list, tuple)):
+            items = list(enumerate(value))
+        elif isinstance(value, dict):
+            items = list(value.items())
+        else:
+            continue
+        found.extend(
+            (name, key, item)
+            for key, item in items
+            if isinstance(item, keras.layers.Layer) and item is not holder
+        )
+    return found
+
+
 def children(layer: Any) -> list[Any]:
-    """The layers directly inside `layer`: a model's layers, a wrapper's, both directions."""
-    if isinstance(layer, keras.Model):
+    """The layers directly inside `layer`, in the order it holds them.
+
+    A Sequential or Functional model's `layers`; a wrapper's `layer`; a `Bidirectional`'s two
+    directions; for any other layer or model (a subclassed model, a block made of layers, a
+    KerasHub `TransformerEncoder`) the layers it holds in its attributes (`attribute_layers`).
+    """
+    if isinstance(layer, keras.Model) and model_kind(layer) != "subclassed":
         return list(layer.layers)
     if isinstance(layer, keras.layers.Bidirectional):
         return [layer.forward_layer, layer.backward_layer]
-    inner = getattr(layer, "layer", None) if isinstance(layer, keras.layers.Wrapper) else None
-    return [inner] if isinstance(inner, keras.layers.Layer) else []
+    if isinstance(layer, keras.layers.Wrapper):
+        inner = getattr(layer, "layer", None)
+        return [inner] if isinstance(inner, keras.layers.Layer) else []
+    found: dict[int, Any] = {}
+    for _, _, item in attribute_layers(layer):
+        found.setdefault(id(item), item)
+    return list(found.values())
 
 
 def walk(layer: Any, *, into: Callable[[Any], bool] | None = None) -> Iterator[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ import keras
 from keras import ops
 
 from tfprune import masks as _masks
+from tfprune.rebuild import recreate
 from tfprune.registry import prunable_weights, supports
 from tfprune.schedules import ConstantSparsity, PruningSchedule
 
@@ -27,6 +29,23 @@ def _schedule_from(value: Any) -> PruningSchedule:
             f"Received: pruning_schedule={value!r} of type {type(value).__name__}"
         )
     return value
+
+
+def _import_class(serialized: dict[str, Any]) -> type:
+    import importlib
+
+    module = importlib.import_module(serialized["module"])
+    return getattr(module, serialized["class_name"])
+
+
+class _Untracked:
+    """References Keras must not track: the wrapped layer owns (and saves) these variables; a
+    list on the wrapper would make them the wrapper's too and save them twice."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Any) -> None:
+        self.items = tuple(items)
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -50,6 +69,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             `tfprune.PrunableLayer`.
         pruning_schedule: A `tfprune.PruningSchedule`. Defaults to
             `ConstantSparsity(0.5, begin_step=0)`, as in tfmot.
+        allocation_group: None (this layer's weights each reach the schedule's sparsity), or
+            a name shared by the wrappers pruned together with one magnitude threshold across
+            all their weights, so that their total reaches it (`allocation="global"` of
+            `prune_low_magnitude`). Defaults to None.
         **kwargs: Base layer arguments such as `name`. The name defaults to
             `"prune_low_magnitude_" + layer.name`.
 
@@ -67,7 +90,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     """
 
     def __init__(
-        self, layer: keras.layers.Layer, pruning_schedule: PruningSchedule | None = None, **kwargs
+        self,
+        layer: keras.layers.Layer,
+        pruning_schedule: PruningSchedule | None = None,
+        allocation_group: str | None = None,
+        **kwargs,
     ) -> None:
         if isinstance(layer, PruneLowMagnitude):
             raise ValueError(
@@ -79,19 +106,27 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 "Argument `layer` must be a keras.layers.Layer. "
                 f"Received: layer={layer!r} of type {type(layer).__name__}"
             )
-        if not supports(layer):
+        # A composite layer that creates its layers in `build` shows what it holds only once
+        # built; it is checked then.
+        if layer.built and not supports(layer):
             raise ValueError(
                 f"Layer '{layer.name}' of type {type(layer).__name__} has no prunable weights. "
                 "Leave it unwrapped, or implement tfprune.PrunableLayer "
                 "(get_prunable_weights) for a custom layer."
             )
         schedule = _schedule_from(pruning_schedule)
+        if allocation_group is not None and not isinstance(allocation_group, str):
+            raise TypeError(
+                "Argument `allocation_group` must be None or a string. "
+                f"Received: allocation_group={allocation_group!r}"
+            )
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
         self.pruning_schedule = schedule
+        self.allocation_group = allocation_group
         self.supports_masking = layer.supports_masking
         self._call_params = frozenset(inspect.signature(layer.call).parameters)
-        self._pruned: list[Any] = []
+        self._pruned = _Untracked(())
         self._masks: list[Any] = []
         self.pruning_step = None
         # Set through attach_driver (UpdatePruningStep does it): training without a driver is
@@ -119,6 +154,20 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         if not self._masks:
             self._create_state()
 
+    def get_build_config(self) -> dict[str, Any] | None:
+        # The wrapped layer's own build config: a layer built from several shapes (a
+        # MultiHeadAttention's query, value and key) is rebuilt from all of them on loading.
+        config = self.layer.get_build_config() if self.layer.built else None
+        return None if config is None else {"layer": config}
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        if "layer" in config:
+            if not self.layer.built:
+                self.layer.build_from_config(config["layer"])
+            self.build()
+        else:
+            super().build_from_config(config)
+
     def _create_state(self) -> None:
         weights = prunable_weights(self.layer)
         if not weights:
@@ -132,7 +181,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     f"Cannot prune weight '{w.path}' of layer '{self.layer.name}': its dtype is "
                     f"{w.dtype}, and masks need a floating-point weight."
                 )
-        self._pruned = weights
+        self._pruned = _Untracked(weights)
         self._masks = [
             self.add_weight(
                 name=f"{w.name}_mask",
@@ -152,7 +201,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     @property
     def pruned_weights(self) -> list[tuple[Any, Any]]:
         """`(weight, mask)` pairs of the wrapped layer's pruned variables."""
-        return list(zip(self._pruned, self._masks, strict=True))
+        return list(zip(self._pruned.items, self._masks, strict=True))
 
     def call(self, inputs: Any, *args: Any, training: Any = None, mask: Any = None, **kwargs: Any):
         if training is True and not self._driven:
@@ -212,12 +261,22 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             ValueError: If a weight holds NaN or Inf values.
         """
         for w, m in self.pruned_weights:
-            effective = ops.convert_to_numpy(w) * ops.convert_to_numpy(m)
-            new = _masks.magnitude_mask(
-                effective, sparsity, name=f"weight '{w.path}' of layer '{self.layer.name}'"
-            )
-            m.assign(new.astype(bool))
-            w.assign(effective * new)
+            effective = self._effective(w, m)
+            new = _masks.magnitude_mask(effective, sparsity, name=self._describe(w))
+            self._set_mask(w, m, effective, new)
+        self._finish_update(step)
+
+    def _effective(self, w: Any, m: Any):
+        return ops.convert_to_numpy(w) * ops.convert_to_numpy(m)
+
+    def _describe(self, w: Any) -> str:
+        return f"weight '{w.path}' of layer '{self.layer.name}'"
+
+    def _set_mask(self, w: Any, m: Any, effective: Any, new: Any) -> None:
+        m.assign(new.astype(bool))
+        w.assign(effective * new)
+
+    def _finish_update(self, step: int | None) -> None:
         if step is not None:
             self.pruning_step.assign(step)
         self._written_sparsity = self.mask_sparsity()
@@ -301,15 +360,53 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["pruning_schedule"] = keras.saving.serialize_keras_object(self.pruning_schedule)
+        config["allocation_group"] = self.allocation_group
         return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> PruneLowMagnitude:
         config = dict(config)
-        layer = keras.saving.deserialize_keras_object(
-            config.pop("layer"), custom_objects=custom_objects
-        )
+        layer_config = config.pop("layer")
+        try:
+            # Deserializing consumes the dict it reads: keep the original for the retry.
+            layer = keras.saving.deserialize_keras_object(
+                copy.deepcopy(layer_config), custom_objects=custom_objects
+            )
+        except (TypeError, ValueError):
+            # A layer whose config lists more than its constructor takes (see rebuild.py).
+            layer_class = keras.saving.get_registered_object(
+                layer_config.get("registered_name") or layer_config["class_name"], custom_objects
+            ) or _import_class(layer_config)
+            layer = recreate(layer_class, layer_config["config"])
         schedule = keras.saving.deserialize_keras_object(
             config.pop("pruning_schedule"), custom_objects=custom_objects
         )
         return cls(layer, pruning_schedule=schedule, **config)
+
+
+def update_masks_together(
+    wrappers: list[PruneLowMagnitude], sparsity: float, step: int | None = None
+) -> None:
+    """Recomputes the masks of several wrappers with one magnitude threshold across them all.
+
+    Exactly `round(sparsity * n)` entries are masked over the `n` entries of all their pruned
+    weights, the smallest magnitudes of `weight * mask` first, ties broken by position in the
+    order of `wrappers` and their weights; each weight ends up with its own sparsity.
+
+    Args:
+        wrappers: The wrappers pruned together (an allocation group).
+        sparsity: Target sparsity of the total, in [0, 1).
+        step: The training step to record in each `pruning_step`. Defaults to None.
+
+    Raises:
+        ValueError: If a weight holds NaN or Inf values.
+    """
+    pairs = [(wrapper, w, m) for wrapper in wrappers for w, m in wrapper.pruned_weights]
+    effective = [wrapper._effective(w, m) for wrapper, w, m in pairs]
+    names = [wrapper._describe(w) for wrapper, w, _ in pairs]
+    for (wrapper, w, m), values, new in zip(
+        pairs, effective, _masks.magnitude_masks(effective, sparsity, names=names), strict=True
+    ):
+        wrapper._set_mask(w, m, values, new)
+    for wrapper in wrappers:
+        wrapper._finish_update(step)

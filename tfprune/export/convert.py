@@ -15,9 +15,53 @@ from tfprune.export.result import ConversionError
 _MAX_CALIBRATION_SAMPLES = 256
 
 
+def inputs_of(model, data: Sequence[np.ndarray] | None = None) -> list:
+    """The model's input tensors (shape, dtype, name), in order.
+
+    A Sequential or Functional model has them; a subclassed model has them once built, from
+    the shape it was built with: one input named "inputs", of the dtype of `data` (float32
+    without it).
+
+    Raises:
+        ValueError: If a subclassed model is not built, or was built with several inputs.
+    """
+    import keras
+
+    from tfprune.walk import model_kind
+
+    if model_kind(model) != "subclassed":
+        return list(model.inputs)
+    config = model.get_build_config() if model.built else None
+    if not config or "input_shape" not in config:
+        raise ValueError(
+            f"Cannot export the subclassed model '{model.name}': "
+            + (
+                "it is not built. Call it once on a batch (or `model.build(input_shape)`)."
+                if not config
+                else "it takes several inputs; export supports one for subclassed models. "
+                "Wrap it in a Functional model: keras.Model(inputs, model(inputs))."
+            )
+        )
+    dtype = np.asarray(data[0]).dtype.name if data else keras.config.floatx()
+    return [keras.KerasTensor(tuple(config["input_shape"]), dtype=dtype, name="inputs")]
+
+
 def as_input_list(model, data, argument: str = "representative_data") -> list[np.ndarray]:
-    """Normalizes one array (single-input model) or a sequence of arrays (one per input)."""
-    n_inputs = len(model.inputs)
+    """Normalizes one array (single-input model), a sequence of arrays (one per input, in
+    `model.inputs` order) or a dict of arrays keyed by input name, to a list in input order."""
+    if isinstance(data, np.ndarray) or hasattr(data, "dtype"):
+        tensors = inputs_of(model, [np.asarray(data)])
+    else:
+        tensors = inputs_of(model)
+    n_inputs = len(tensors)
+    if isinstance(data, dict):
+        names = [t.name for t in tensors]
+        if sorted(data) != sorted(names):
+            raise ValueError(
+                f"Argument `{argument}` must have one array per model input {names}. "
+                f"Received: keys {sorted(data)}"
+            )
+        data = [data[name] for name in names]
     if isinstance(data, np.ndarray):
         arrays = [data]
     elif isinstance(data, (list, tuple)) and all(hasattr(a, "shape") for a in data):
@@ -26,8 +70,9 @@ def as_input_list(model, data, argument: str = "representative_data") -> list[np
         arrays = [np.asarray(data)]
     else:
         raise TypeError(
-            f"Argument `{argument}` must be a NumPy array, or a list of arrays (one per model "
-            f"input). Received: {argument} of type {type(data).__name__}"
+            f"Argument `{argument}` must be a NumPy array, a list of arrays (one per model "
+            f"input) or a dict of them by input name. Received: {argument} of type "
+            f"{type(data).__name__}"
         )
     if len(arrays) != n_inputs:
         raise ValueError(
@@ -40,7 +85,7 @@ def as_input_list(model, data, argument: str = "representative_data") -> list[np
             f"Argument `{argument}` must hold arrays with the same, non-zero number of rows. "
             f"Received: row counts {sorted(lengths)}"
         )
-    for array, tensor in zip(arrays, model.inputs, strict=True):
+    for array, tensor in zip(arrays, tensors, strict=True):
         expected = tuple(tensor.shape[1:])
         got = tuple(array.shape[1:])
         if len(got) != len(expected) or any(
@@ -52,13 +97,25 @@ def as_input_list(model, data, argument: str = "representative_data") -> list[np
             )
     return [
         a if a.dtype == np.dtype(t.dtype) else a.astype(t.dtype)
-        for a, t in zip(arrays, model.inputs, strict=True)
+        for a, t in zip(arrays, tensors, strict=True)
     ]
 
 
 def input_names(model) -> list[str]:
     """The TFLite signature input names: the Keras input names, in model order."""
-    return [tensor.name for tensor in model.inputs]
+    return [tensor.name for tensor in inputs_of(model)]
+
+
+def as_model_input(model, arrays: Sequence):
+    """Arrays in `model.inputs` order, arranged as the model takes them (one, a list, a dict)."""
+    import keras
+
+    from tfprune.walk import model_kind
+
+    if model_kind(model) != "functional":  # one input
+        (array,) = arrays
+        return array
+    return keras.tree.pack_sequence_as(model.input, list(arrays))
 
 
 def _calibration_samples(
@@ -75,7 +132,7 @@ def _calibration_samples(
 
 
 @contextlib.contextmanager
-def saved_model(model, batch_size: int | None = None) -> Iterator[str]:
+def saved_model(model, batch_size: int | None = None, data=None) -> Iterator[str]:
     """Exports a plain Keras model once as a SavedModel; yields its directory.
 
     Every input is named after its Keras input, which fixes the signature's input names and
@@ -85,15 +142,18 @@ def saved_model(model, batch_size: int | None = None) -> Iterator[str]:
         model: A Keras 3 model without pruning wrappers.
         batch_size: The batch dimension of the inputs: None for any batch, or a fixed number
             of rows. Defaults to None.
+        data: Inputs (a list of arrays) whose dtypes a subclassed model's inputs take.
+            Defaults to None.
     """
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="tfprune-savedmodel-") as directory:
         specs = [
             tf.TensorSpec([batch_size, *tensor.shape[1:]], tensor.dtype, name=name)
-            for tensor, name in zip(model.inputs, input_names(model), strict=True)
+            for tensor, name in zip(inputs_of(model, data), input_names(model), strict=True)
         ]
-        signature = specs if len(specs) == 1 else [specs]
+        # One argument, structured as the model takes its inputs (a tensor, a list, a dict).
+        signature = [as_model_input(model, specs)]
         model.export(directory, format="tf_saved_model", verbose=False, input_signature=signature)
         yield directory
 
@@ -163,5 +223,5 @@ def convert(
 
 def to_flatbuffer(model, *, batch_size: int | None = None, **options) -> bytes:
     """Exports and converts in one call: `convert(saved_model(model), model, **options)`."""
-    with saved_model(model, batch_size) as directory:
+    with saved_model(model, batch_size, options.get("representative_data")) as directory:
         return convert(directory, model, batch_size=batch_size, **options)

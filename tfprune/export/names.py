@@ -21,7 +21,7 @@ import collections
 import numpy as np
 
 from tfprune.export import ops
-from tfprune.export.graph import Graph, Subgraph, tensor_type
+from tfprune.export.graph import Graph, Subgraph, shape_of, tensor_type
 
 
 def _stored_values(graph: Graph, tensor) -> tuple[np.ndarray, np.ndarray] | None:
@@ -68,10 +68,36 @@ def _labels(keras_model) -> list[tuple[str, np.ndarray]]:
     ]
 
 
+def prunable_labels(keras_model) -> set[str]:
+    """The names `name_tensors` gives the weights that pruning masks (kernels, tables)."""
+    from tfprune.registry import prunable_weights, prunes_itself
+    from tfprune.walk import walk
+
+    prunable = {
+        id(w)
+        for layer in walk(keras_model)
+        if prunes_itself(layer)
+        for w in prunable_weights(layer)
+    }
+    variables = list({id(v): v for v in keras_model.weights}.values())
+    return {
+        label
+        for (label, _), v in zip(_labels(keras_model), variables, strict=True)
+        if id(v) in prunable
+    }
+
+
 def _keras_names(subgraph: Subgraph, roles: dict[int, ops.Parameter], keras_model) -> dict:
     labels = _labels(keras_model)
     matches = {}
-    for t, parameter in roles.items():
+    # A constant that is no operator's parameter (a weight multiplied elementwise, say) is
+    # matched as stored, in the variable's own shape.
+    others = {
+        t: ops.Parameter(-1, "other", lambda array: [array], False)
+        for t in ops.constant_reads(subgraph)
+        if t not in roles and len(shape_of(subgraph.tensors[t])) >= 2
+    }
+    for t, parameter in {**roles, **others}.items():
         stored = _stored_values(subgraph.graph, subgraph.tensors[t])
         if stored is None:
             continue

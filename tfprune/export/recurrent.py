@@ -100,11 +100,13 @@ def export_copy(model):
     if not any(_unrollable(layer) for layer in model.layers):
         return model
     # New inputs with the original names keep the file's signature names those of `model`.
+    from tfprune.export.convert import as_model_input
+
     inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name) for t in model.inputs]
     try:
         copy = keras.models.clone_model(
             model,
-            input_tensors=inputs[0] if len(inputs) == 1 else inputs,
+            input_tensors=as_model_input(model, inputs),
             clone_function=_clone,
         )
     except (ValueError, TypeError, NotImplementedError):

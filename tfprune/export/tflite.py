@@ -161,7 +161,7 @@ def to_tflite(
     >>> [(row.name, row.shape, row.sparsity) for row in result.tensors if row.name == "fc/kernel"]
     [('fc/kernel', (8, 16), 0.75)]
     """
-    from tfprune.export import bytesplit, convert, describe, modes, passes, recurrent
+    from tfprune.export import bytesplit, convert, describe, modes, names, passes, recurrent
     from tfprune.export import verify as verification
     from tfprune.export.encode import PREFERENCES
     from tfprune.export.graph import Graph
@@ -186,7 +186,7 @@ def to_tflite(
     batch = _file_batch_size(model, quantize, batch_size)
 
     # One SavedModel serves the file and, when quantizing, the dense float32 reference size.
-    with convert.saved_model(model, batch) as saved:
+    with convert.saved_model(model, batch, data) as saved:
         dense = convert.convert(
             saved, model, quantize=quantize, representative_data=data, batch_size=batch
         )
@@ -212,7 +212,10 @@ def to_tflite(
         if verify:
             inputs = verification.verification_inputs(model, data)
             checked = verification.verify(temp_path, model, quantize, inputs)
-    refused = [k for k in context.kept if not k.chosen]
+    # Only a pruned weight left dense is worth a warning; other constants just say why in
+    # their rows.
+    pruned = names.prunable_labels(model)
+    refused = [k for k in context.kept if not k.chosen and k.label in pruned]
     if refused:
         warnings.warn(
             "Some pruned weights are stored dense: "

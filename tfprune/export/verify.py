@@ -42,7 +42,9 @@ def verification_inputs(model, representative_data: list[np.ndarray] | None) -> 
         return [a[:_MAX_ROWS] for a in representative_data]
     rng = np.random.default_rng(0)
     inputs = []
-    for tensor in model.inputs:
+    from tfprune.export.convert import inputs_of
+
+    for tensor in inputs_of(model):
         shape = [_RANDOM_ROWS] + [d if d is not None else 1 for d in tensor.shape[1:]]
         dtype = np.dtype(tensor.dtype)
         if np.issubdtype(dtype, np.integer):
@@ -142,13 +144,17 @@ def run_tflite(path: str, model, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def keras_outputs(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """The Keras model's outputs on `inputs`, as a list of arrays in model order."""
-    outputs = model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
-    if isinstance(outputs, dict):
-        outputs = [outputs[name] for name in model.output_names]
-    if not isinstance(outputs, (list, tuple)):
-        outputs = [outputs]
-    return [np.asarray(o) for o in outputs]
+    """The Keras model's outputs on `inputs`, flattened as the file's signature orders them.
+
+    A list of outputs keeps its order (the signature names them output_0, output_1, ...); a
+    dict of outputs is ordered by key, as the signature's output names are.
+    """
+    import keras
+
+    from tfprune.export.convert import as_model_input
+
+    outputs = model.predict(as_model_input(model, inputs), verbose=0)
+    return [np.asarray(o) for o in keras.tree.flatten(outputs)]
 
 
 def compare(reference: list[np.ndarray], actual: list[np.ndarray], quantize) -> Verification:

@@ -1,0 +1,44 @@
+"""Re-creating a layer from its config, also when its config lists more than it takes."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import keras
+
+__all__ = ["recreate"]
+
+
+def _init_parameters(cls: type) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            names |= set(inspect.signature(klass.__init__).parameters) - {"self"}
+        if klass is keras.layers.Layer:
+            break
+    return names
+
+
+def recreate(cls: type, config: dict[str, Any], *, name: str = "", custom_objects: Any = None):
+    """`cls.from_config(config)`, retried with only the arguments the constructor names.
+
+    Some layers list values derived from their arguments in `get_config` (KerasHub's
+    `ViTPatchingAndEmbedding`: `num_patches`) that their constructor then refuses; the
+    arguments it does take rebuild the same layer.
+
+    Raises:
+        ValueError: If the layer cannot be re-created either way.
+    """
+    try:
+        return cls.from_config(copy.deepcopy(config))  # from_config may consume its dict
+    except (TypeError, ValueError) as error:
+        accepted = _init_parameters(cls)
+        kept = {k: v for k, v in config.items() if k in accepted}
+        if len(kept) == len(config):
+            raise ValueError(
+                f"Cannot re-create layer '{name or config.get('name')}' of type {cls.__name__}: "
+                f"from_config(get_config()) fails ({error}). Fix the layer's get_config()."
+            ) from error
+        return cls.from_config(kept)
