@@ -100,3 +100,17 @@ def test_mask_of_a_backend_tensor_matches_numpy():
 def test_kth_smallest_rejects_out_of_range_rank():
     with pytest.raises(ValueError, match="Received: k=0"):
         masks.kth_smallest(np.ones(3, "float32"), 0)
+
+
+@pytest.mark.parametrize("zeros", [0.0, 0.3, 0.6])
+@pytest.mark.parametrize("sparsity", [0.2, 0.5, 0.61, 0.9])
+def test_mask_equals_a_stable_sort_whatever_is_already_zero(zeros, sparsity):
+    """The shortcut that keeps earlier zeros and chooses among the rest picks the same
+    entries as a stable sort of all magnitudes (ties, zeros included, in position order)."""
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((40, 50)).astype("float32").round(1)  # many ties
+    w.reshape(-1)[rng.permutation(w.size)[: int(zeros * w.size)]] = 0.0
+    k = round(sparsity * w.size)
+    expected = np.ones(w.size, dtype="float32")
+    expected[np.argsort(np.abs(w).reshape(-1), kind="stable")[:k]] = 0.0
+    np.testing.assert_array_equal(masks.magnitude_mask(w, sparsity).reshape(-1), expected)

@@ -8,6 +8,7 @@ zero at the end is checked against what the rules can prune.
 from __future__ import annotations
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 from keras import ops
@@ -15,7 +16,6 @@ from keras import ops
 import tfprune
 from tfprune.prune import pruning_wrappers
 
-keras_hub = pytest.importorskip("keras_hub")
 SPARSITY = 0.8
 
 

@@ -87,15 +87,30 @@ def magnitude_mask(weight: Any, sparsity: float, *, name: str = "weight") -> np.
             f"value(s) out of {size}. Training has diverged; lower the learning rate or check "
             "the data."
         )
+    zeros = magnitudes == 0
+    z = int(np.count_nonzero(zeros))
+    if 0 < z <= k:
+        # Entries pruned before are zeros and stay pruned: the rest are chosen among the
+        # others only (the same entries as choosing among all, and at 90% ten times less work).
+        rest = np.flatnonzero(~zeros)
+        pruned = zeros
+        if k > z:
+            pruned = zeros.copy()
+            pruned[rest[_smallest(magnitudes[rest], k - z)]] = True
+    else:
+        pruned = _smallest(magnitudes, k)
+    return (~pruned).reshape(shape).astype(host.dtype)
+
+
+def _smallest(magnitudes: np.ndarray, k: int) -> np.ndarray:
+    """Boolean selector of the `k` smallest entries, ties taken in order of position."""
     threshold = kth_smallest(magnitudes, k)
     below = magnitudes < threshold
     still = k - int(np.count_nonzero(below))
     ties = magnitudes == threshold
     if int(np.count_nonzero(ties)) == still:
-        pruned = below | ties
-    else:
-        pruned = below | (ties & (np.cumsum(ties) <= still))
-    return (~pruned).reshape(shape).astype(host.dtype)
+        return below | ties
+    return below | (ties & (np.cumsum(ties) <= still))
 
 
 def magnitude_masks(
