@@ -37,26 +37,23 @@ def _efficientnet_v2_b0():
     )
 
 
+# A tiny text backbone: two layers of width 16 over a 64-word vocabulary.
+TINY_TEXT = {
+    "vocabulary_size": 64,
+    "num_layers": 2,
+    "num_heads": 2,
+    "hidden_dim": 16,
+    "intermediate_dim": 32,
+    "max_sequence_length": 16,
+}
+
+
 def _bert():
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=64,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=16,
-    )
+    return keras_hub.models.BertBackbone(**TINY_TEXT)
 
 
 def _gpt2():
-    return keras_hub.models.GPT2Backbone(
-        vocabulary_size=64,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=16,
-    )
+    return keras_hub.models.GPT2Backbone(**TINY_TEXT)
 
 
 def _gpt2_causal_lm():
