@@ -22,7 +22,8 @@ from export_helpers import (
 from tiny_models import digits
 
 import tfprune
-from tfprune.export import VerificationError, modes, to_tflite, verify
+from tfprune.export import VerificationError, bytesplit, modes, to_tflite, verify
+from tfprune.export.graph import Graph, schema
 
 MODES = [None, "float16", "dynamic", "int8"]
 
@@ -284,3 +285,67 @@ def test_unknown_prefer_is_rejected(model, tmp_path, prefer, error):
     with pytest.raises(error, match=r"`prefer`.*Received: prefer="):
         to_tflite(model, tmp_path / "m.tflite", prefer=prefer)
     assert list(tmp_path.iterdir()) == []
+
+
+def read(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_byte_split_adds_up_and_matches_what_each_part_costs(exports, quantize):
+    result = exports[quantize, True]
+    data = read(result.path)
+    split = result.byte_split
+    assert split == bytesplit.split(data)
+    parts = (split.weights, split.sparse_indices, split.quantization, split.names, split.graph)
+    assert sum(parts) == split.total == len(data)
+    graph = Graph.from_bytes(data)
+    assert split.weights == sum(len(b.data) for b in graph.model.buffers if b.data is not None)
+    # What the file loses without its quantization tables, written by the same writer: the
+    # tables and vectors the split counts, plus the vtables and padding it leaves to "graph".
+    for tensor in (t for s in graph.model.subgraphs for t in s.tensors):
+        tensor.quantization = None
+    loss = len(data) - len(graph.to_bytes())
+    assert split.quantization <= loss <= 1.1 * split.quantization + 32
+    assert (split.quantization > 0) == (quantize == "int8")
+    assert split.sparse_indices > 0 and split.graph > 0
+
+
+def test_byte_split_of_a_converter_file_counts_every_vector_it_repeats(exports):
+    dense = exports["dynamic", False]
+    split = dense.byte_split
+    assert split.total == dense.bytes and split.sparse_indices == 0
+    assert split.names > 100  # the converter names every tensor after its TensorFlow ops
+
+
+def test_default_file_drops_internal_names_and_keeps_them_on_request(exports, model, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    plain = exports[None, True]
+    named = to_tflite(model, tmp_path / "named.tflite", keep_names=True)
+    assert plain.bytes < named.bytes
+    assert plain.byte_split.names < named.byte_split.names
+    for result in (plain, named):  # the returned rows carry the Keras names either way
+        assert len([row for row in result.tensors if row.name.endswith("/kernel")]) == 2
+    kept = {t.name for s in Graph.from_bytes(read(named.path)).model.subgraphs for t in s.tensors}
+    dropped = {
+        t.name for s in Graph.from_bytes(read(plain.path)).model.subgraphs for t in s.tensors
+    }
+    assert any(name and name.endswith(b"/kernel") for name in kept)
+    image = model.inputs[0].name
+    assert dropped == {None, image.encode(), b"output_0"}
+    interpreter = Interpreter(model_path=plain.path)
+    assert [d["name"] for d in interpreter.get_input_details()] == [image]
+
+
+def test_buffers_start_on_16_byte_boundaries(exports):
+    data = read(exports[None, True].path)
+    root = schema().Model.GetRootAs(data, 0)
+    base = np.frombuffer(data, np.uint8).__array_interface__["data"][0]
+    starts = []
+    for i in range(root.BuffersLength()):
+        values = root.Buffers(i).DataAsNumpy()
+        if isinstance(values, np.ndarray) and values.size:
+            starts.append(values.__array_interface__["data"][0] - base)
+    assert starts and all(start % 16 == 0 for start in starts)

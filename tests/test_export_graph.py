@@ -9,39 +9,13 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from export_helpers import stripped_mlp, zero_smallest
-from tiny_models import digits
+from export_helpers import zero_smallest
 
 import tfprune
 from tfprune.export import bytesplit, ops, passes, to_tflite, verify
-from tfprune.export.graph import Graph, schema
+from tfprune.export.graph import schema
 
 L = keras.layers
-
-
-@pytest.fixture(scope="module")
-def data():
-    return digits(n_train=512)
-
-
-@pytest.fixture(scope="module")
-def model(data):
-    return stripped_mlp(data, sequential=False, seed=5)
-
-
-@pytest.fixture(scope="module")
-def exports(model, data, tmp_path_factory):
-    _, (xt, _) = data
-    out = tmp_path_factory.mktemp("graph")
-    return {
-        q: to_tflite(model, out / f"{q}.tflite", quantize=q, representative_data=xt)
-        for q in (None, "int8")
-    }
-
-
-def read(path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def test_field_slots_are_those_of_the_generated_schema():
@@ -53,64 +27,6 @@ def test_field_slots_are_those_of_the_generated_schema():
             accessor = getattr(cls, "".join(part.title() for part in field.split("_")))
             offset = int(re.search(r"self\._tab\.Offset\((\d+)\)", inspect.getsource(accessor))[1])
             assert (offset - 4) // 2 == slot, (table, field)
-
-
-@pytest.mark.parametrize("quantize", [None, "int8"])
-def test_byte_split_adds_up_and_matches_what_each_part_costs(exports, quantize):
-    result = exports[quantize]
-    data = read(result.path)
-    split = result.byte_split
-    assert split == bytesplit.split(data)
-    parts = (split.weights, split.sparse_indices, split.quantization, split.names, split.graph)
-    assert sum(parts) == split.total == len(data)
-    graph = Graph.from_bytes(data)
-    assert split.weights == sum(len(b.data) for b in graph.model.buffers if b.data is not None)
-    # What the file loses without its quantization tables, written by the same writer: the
-    # tables and vectors the split counts, plus the vtables and padding it leaves to "graph".
-    for tensor in (t for s in graph.model.subgraphs for t in s.tensors):
-        tensor.quantization = None
-    loss = len(data) - len(graph.to_bytes())
-    assert split.quantization <= loss <= 1.1 * split.quantization + 32
-    assert (split.quantization > 0) == (quantize == "int8")
-    assert split.sparse_indices > 0 and split.graph > 0
-
-
-def test_byte_split_of_a_converter_file_counts_every_vector_it_repeats(model, tmp_path):
-    dense = to_tflite(model, tmp_path / "dense.tflite", sparse=False, quantize="dynamic")
-    split = dense.byte_split
-    assert split.total == dense.bytes and split.sparse_indices == 0
-    assert split.names > 100  # the converter names every tensor after its TensorFlow ops
-
-
-def test_default_file_drops_internal_names_and_keeps_them_on_request(model, tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    plain = to_tflite(model, tmp_path / "plain.tflite")
-    named = to_tflite(model, tmp_path / "named.tflite", keep_names=True)
-    assert plain.bytes < named.bytes
-    assert plain.byte_split.names < named.byte_split.names
-    for result in (plain, named):  # the returned rows carry the Keras names either way
-        assert len([row for row in result.tensors if row.name.endswith("/kernel")]) == 2
-    kept = {t.name for s in Graph.from_bytes(read(named.path)).model.subgraphs for t in s.tensors}
-    dropped = {
-        t.name for s in Graph.from_bytes(read(plain.path)).model.subgraphs for t in s.tensors
-    }
-    assert any(name and name.endswith(b"/kernel") for name in kept)
-    assert dropped == {None, b"image", b"output_0"}
-    interpreter = Interpreter(model_path=plain.path)
-    assert [d["name"] for d in interpreter.get_input_details()] == ["image"]
-
-
-def test_buffers_start_on_16_byte_boundaries(exports):
-    data = read(exports[None].path)
-    root = schema().Model.GetRootAs(data, 0)
-    base = np.frombuffer(data, np.uint8).__array_interface__["data"][0]
-    starts = []
-    for i in range(root.BuffersLength()):
-        values = root.Buffers(i).DataAsNumpy()
-        if isinstance(values, np.ndarray) and values.size:
-            starts.append(values.__array_interface__["data"][0] - base)
-    assert starts and all(start % 16 == 0 for start in starts)
 
 
 def test_pass_order_is_checked():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 from typing import Any
 
 import keras
 
-__all__ = ["recreate"]
+__all__ = ["recreate", "deserialize_layer"]
 
 
 def _init_parameters(cls: type) -> set[str]:
@@ -42,3 +43,18 @@ def recreate(cls: type, config: dict[str, Any], *, name: str = "", custom_object
                 f"from_config(get_config()) fails ({error}). Fix the layer's get_config()."
             ) from error
         return cls.from_config(kept)
+
+
+def deserialize_layer(serialized: dict[str, Any], custom_objects: Any = None):
+    """`keras.saving.deserialize_keras_object`, falling back on `recreate` for a layer whose
+    config lists more than its constructor takes."""
+    try:
+        # Deserializing consumes the dict it reads: keep the original for the retry.
+        return keras.saving.deserialize_keras_object(
+            copy.deepcopy(serialized), custom_objects=custom_objects
+        )
+    except (TypeError, ValueError):
+        cls = keras.saving.get_registered_object(
+            serialized.get("registered_name") or serialized["class_name"], custom_objects
+        ) or getattr(importlib.import_module(serialized["module"]), serialized["class_name"])
+        return recreate(cls, serialized["config"])

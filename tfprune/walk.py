@@ -18,13 +18,12 @@ __all__ = ["ModelKind", "model_kind", "children", "attribute_layers", "walk"]
 ModelKind = Literal["sequential", "functional", "subclassed"]
 
 
-def _is_functional(model: Any) -> bool:
-    # Keras does not export its Functional class; a model built from inputs and outputs has it
-    # in its class hierarchy (KerasHub backbones and tasks, user subclasses of such models).
-    return any(
-        cls.__name__ == "Functional" and cls.__module__.split(".")[0] == "keras"
-        for cls in type(model).__mro__
-    )
+@functools.cache
+def _functional_class() -> type:
+    # Keras does not export its Functional class; a model built from inputs and outputs is an
+    # instance of it (as are KerasHub backbones and tasks, and user subclasses of such models).
+    inputs = keras.Input((1,))
+    return type(keras.Model(inputs, inputs))
 
 
 def model_kind(model: Any) -> ModelKind:
@@ -56,7 +55,7 @@ def model_kind(model: Any) -> ModelKind:
         )
     if isinstance(model, keras.Sequential):
         return "sequential"
-    return "functional" if _is_functional(model) else "subclassed"
+    return "functional" if isinstance(model, _functional_class()) else "subclassed"
 
 
 @functools.cache

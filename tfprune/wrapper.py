@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +10,7 @@ import keras
 from keras import ops
 
 from tfprune import masks as _masks
-from tfprune.rebuild import recreate
+from tfprune.rebuild import deserialize_layer
 from tfprune.registry import prunable_weights, supports
 from tfprune.schedules import ConstantSparsity, PruningSchedule
 
@@ -29,13 +28,6 @@ def _schedule_from(value: Any) -> PruningSchedule:
             f"Received: pruning_schedule={value!r} of type {type(value).__name__}"
         )
     return value
-
-
-def _import_class(serialized: dict[str, Any]) -> type:
-    import importlib
-
-    module = importlib.import_module(serialized["module"])
-    return getattr(module, serialized["class_name"])
 
 
 class _Untracked:
@@ -366,18 +358,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> PruneLowMagnitude:
         config = dict(config)
-        layer_config = config.pop("layer")
-        try:
-            # Deserializing consumes the dict it reads: keep the original for the retry.
-            layer = keras.saving.deserialize_keras_object(
-                copy.deepcopy(layer_config), custom_objects=custom_objects
-            )
-        except (TypeError, ValueError):
-            # A layer whose config lists more than its constructor takes (see rebuild.py).
-            layer_class = keras.saving.get_registered_object(
-                layer_config.get("registered_name") or layer_config["class_name"], custom_objects
-            ) or _import_class(layer_config)
-            layer = recreate(layer_class, layer_config["config"])
+        layer = deserialize_layer(config.pop("layer"), custom_objects)
         schedule = keras.saving.deserialize_keras_object(
             config.pop("pruning_schedule"), custom_objects=custom_objects
         )

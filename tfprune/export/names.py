@@ -55,15 +55,13 @@ def parameter_roles(subgraph: Subgraph) -> dict[int, ops.Parameter]:
     return roles
 
 
-def _labels(keras_model) -> list[tuple[str, np.ndarray]]:
-    """(name, values) of every Keras variable: `layer/variable`, the full path if ambiguous."""
-    import keras
-
+def _labels(keras_model) -> list[tuple[str, object]]:
+    """(name, variable) of every Keras variable: `layer/variable`, the full path if ambiguous."""
     variables = list({id(v): v for v in keras_model.weights}.values())
     short = ["/".join(v.path.split("/")[-2:]) for v in variables]
     counts = collections.Counter(short)
     return [
-        (label if counts[label] == 1 else v.path, keras.ops.convert_to_numpy(v))
+        (label if counts[label] == 1 else v.path, v)
         for label, v in zip(short, variables, strict=True)
     ]
 
@@ -79,16 +77,13 @@ def prunable_labels(keras_model) -> set[str]:
         if prunes_itself(layer)
         for w in prunable_weights(layer)
     }
-    variables = list({id(v): v for v in keras_model.weights}.values())
-    return {
-        label
-        for (label, _), v in zip(_labels(keras_model), variables, strict=True)
-        if id(v) in prunable
-    }
+    return {label for label, v in _labels(keras_model) if id(v) in prunable}
 
 
 def _keras_names(subgraph: Subgraph, roles: dict[int, ops.Parameter], keras_model) -> dict:
-    labels = _labels(keras_model)
+    import keras
+
+    labels = [(label, keras.ops.convert_to_numpy(v)) for label, v in _labels(keras_model)]
     matches = {}
     # A constant that is no operator's parameter (a weight multiplied elementwise, say) is
     # matched as stored, in the variable's own shape.
