@@ -96,3 +96,93 @@ def test_multi_worker_mirrored_strategy_with_two_processes(tmp_path, single):
     for index in range(2):
         with np.load(tmp_path / f"w{index}.npz") as data:
             assert_same_as_single(dict(data), single)
+
+
+JAX_WORKER = os.path.join(os.path.dirname(__file__), "jax_distribution_worker.py")
+
+
+@pytest.fixture(scope="module")
+def keras_distribution(tmp_path_factory):
+    """One JAX child on two host devices: a single-device run, `DataParallel`, `ModelParallel`."""
+    out = tmp_path_factory.mktemp("jax") / "runs.npz"
+    env = child_env(
+        KERAS_BACKEND="jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(__file__))]),
+    )
+    done = subprocess.run(
+        [sys.executable, JAX_WORKER, str(out)],
+        env=env,
+        cwd=os.path.dirname(__file__),
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with np.load(out) as data:
+        return {k: data[k] for k in data}
+
+
+def assert_run_matches_single(runs, run, *, sparsity, steps):
+    """`run` ("model_mlp_loaded_") has the single-device run's masks, kernels and steps."""
+    single = "single_" + run.split("_")[1] + "_"
+    masks = [k for k in runs if k.startswith(single) and k.endswith("_mask")]
+    assert masks
+    for key in masks:
+        other = run + key.removeprefix(single)
+        np.testing.assert_array_equal(runs[other], runs[key])
+        assert abs(1 - runs[key].mean() - sparsity) < 0.01
+        kernel = key.replace("_mask", "_kernel")
+        np.testing.assert_allclose(runs[other.replace("_mask", "_kernel")], runs[kernel], atol=1e-5)
+    for key in (k for k in runs if k.startswith(single) and k.endswith("_step")):
+        assert int(runs[run + key.removeprefix(single)]) == int(runs[key]) == steps
+
+
+def specs(runs, prefix):
+    """`{wrapper_weight: (mask spec, kernel spec)}` of one run."""
+    keys = [
+        k.removesuffix("_mask_spec")
+        for k in runs
+        if k.startswith(prefix) and k.endswith("_mask_spec")
+    ]
+    return {
+        k.removeprefix(prefix): (str(runs[k + "_mask_spec"]), str(runs[k + "_kernel_spec"]))
+        for k in keys
+        if k.removeprefix(prefix)[0].isdigit()
+    }
+
+
+@pytest.mark.parametrize("saved", ["", "loaded_"])
+def test_keras_distribution_data_parallel_gives_the_same_masks_as_one_device(
+    keras_distribution, saved
+):
+    assert_run_matches_single(keras_distribution, f"data_mlp_{saved}", sparsity=0.85, steps=32)
+    found = specs(keras_distribution, f"data_mlp_{saved}")
+    assert found and set(found.values()) == {("(None, None)", "(None, None)")}  # replicated
+
+
+@pytest.mark.parametrize("saved", ["", "loaded_"])
+def test_keras_distribution_model_parallel_shards_each_mask_like_its_kernel(
+    keras_distribution, saved
+):
+    # The MLP's LayoutMap names only the kernels; masks follow them.
+    found = specs(keras_distribution, f"model_mlp_{saved}")
+    assert found == {
+        "0_0": ("(None, 'model')", "(None, 'model')"),
+        "1_0": ("('model', None)", "('model', None)"),
+    }
+    assert_run_matches_single(keras_distribution, f"model_mlp_{saved}", sparsity=0.85, steps=32)
+
+
+@pytest.mark.parametrize("saved", ["", "loaded_"])
+def test_keras_distribution_kerashub_layout_map_shards_the_masks_of_a_causal_lm(
+    keras_distribution, saved
+):
+    # GemmaBackbone.get_layout_map shards the embedding, the attention projections and the
+    # feed-forward kernels over both mesh axes; each mask gets its kernel's layout.
+    found = specs(keras_distribution, f"model_gemma_{saved}")
+    assert len(found) == 8  # embedding + 4 attention + 3 feed-forward kernels
+    for mask_spec, kernel_spec in found.values():
+        assert mask_spec == kernel_spec
+        assert "'model'" in kernel_spec
+    assert_run_matches_single(keras_distribution, f"model_gemma_{saved}", sparsity=0.7, steps=8)

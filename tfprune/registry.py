@@ -13,7 +13,7 @@ import keras
 
 from tfprune.walk import walk
 
-__all__ = ["PrunableLayer", "prunable_weights", "prunes_itself", "supports"]
+__all__ = ["PrunableLayer", "prunable_weights", "prunes_itself", "supports", "weight_label"]
 
 
 @runtime_checkable
@@ -170,3 +170,10 @@ def prunable_weights(layer: Any) -> list[Any]:
                 f"keras.Variable. Received an item of type {type(w).__name__}: {w!r}"
             )
     return weights
+
+
+def weight_label(layer: Any, weight: Any) -> str:
+    """The weight's path inside `layer` ("kernel", or "self_attention/query/kernel")."""
+    prefix = f"{layer.path}/" if getattr(layer, "path", None) else ""
+    path = weight.path
+    return path[len(prefix) :] if prefix and path.startswith(prefix) else weight.name

@@ -11,7 +11,7 @@ from keras import ops
 
 from tfprune.files import atomic_path
 from tfprune.masks import count_nonzero
-from tfprune.registry import prunable_weights, prunes_itself
+from tfprune.registry import prunable_weights, prunes_itself, weight_label
 from tfprune.table import format_table
 from tfprune.walk import walk
 from tfprune.wrapper import PruneLowMagnitude
@@ -75,7 +75,7 @@ def _row(layer: Any, weight: Any, value: Any) -> SparsityRow:
     nonzeros, size = count_nonzero(value)
     return SparsityRow(
         layer=layer.name,
-        weight=_weight_label(layer, weight),
+        weight=weight_label(layer, weight),
         shape=tuple(int(d) for d in weight.shape),
         nonzeros=nonzeros,
         sparsity=1.0 - nonzeros / size if size else 0.0,
@@ -86,13 +86,6 @@ def _reported_inside(layer: Any) -> bool:
     # A wrapper or a layer with its own rule reports its weights itself; a layer made of
     # layers is reported through its parts.
     return not isinstance(layer, PruneLowMagnitude) and not prunes_itself(layer)
-
-
-def _weight_label(layer: Any, weight: Any) -> str:
-    """The weight's path inside `layer` ("kernel", or "self_attention/query/kernel")."""
-    prefix = f"{layer.path}/" if getattr(layer, "path", None) else ""
-    path = weight.path
-    return path[len(prefix) :] if prefix and path.startswith(prefix) else weight.name
 
 
 def sparsity_report(model: Any) -> SparsityReport:

@@ -11,7 +11,7 @@ from keras import ops
 
 from tfprune import masks as _masks
 from tfprune.rebuild import deserialize_layer
-from tfprune.registry import prunable_weights, supports
+from tfprune.registry import prunable_weights, supports, weight_label
 from tfprune.schedules import ConstantSparsity, PruningSchedule
 
 __all__ = ["PruneLowMagnitude"]
@@ -174,21 +174,39 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     f"{w.dtype}, and masks need a floating-point weight."
                 )
         self._pruned = _Untracked(weights)
-        self._masks = [
-            self.add_weight(
-                name=f"{w.name}_mask",
-                shape=w.shape,
+        self._masks = [self._new_mask(w) for w in weights]
+        self.pruning_step = self.add_weight(
+            name="pruning_step", shape=(), dtype="int32", initializer="zeros", trainable=False
+        )
+        self._written_sparsity = 0.0
+
+    def _new_mask(self, weight: Any) -> Any:
+        """A bool mask for `weight`, laid out like it under `keras.distribution`: a kernel that a
+        `ModelParallel` LayoutMap shards gets a mask sharded the same way, with no layout rule
+        for masks (Keras's optimizer does the same for its slot variables)."""
+        # "kernel_mask"; in a layer made of layers "attention_query_kernel_mask", one name each.
+        name = weight_label(self.layer, weight).replace("/", "_") + "_mask"
+        layout = getattr(weight, "_layout", None)
+        if layout is None:
+            return self.add_weight(
+                name=name,
+                shape=weight.shape,
                 dtype="bool",
                 initializer="ones",
                 trainable=False,
                 autocast=False,
             )
-            for w in weights
-        ]
-        self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), dtype="int32", initializer="zeros", trainable=False
-        )
-        self._written_sparsity = 0.0
+        with keras.name_scope(self.name, caller=self):
+            mask = keras.Variable(
+                initializer="ones",
+                shape=weight.shape,
+                dtype="bool",
+                trainable=False,
+                autocast=False,
+                name=name,
+                layout=layout,
+            )
+        return mask  # tracked when stored in `self._masks`
 
     @property
     def pruned_weights(self) -> list[tuple[Any, Any]]:
