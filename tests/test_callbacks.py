@@ -314,3 +314,23 @@ def test_a_custom_loop_attaches_itself_without_the_callback(mnist):
         w.detach_driver()
     assert not any(w.driven for w in wrappers)
     assert [w.mask_sparsity() for w in wrappers] == [0.5, 0.5]
+
+
+def test_each_epoch_logs_the_sparsity_on_the_progress_bar_and_in_the_history(mnist, capsys):
+    (x, y), _ = mnist
+    model = pruned_mlp(tfprune.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=6, frequency=2))
+    history = model.fit(
+        x[:256],
+        y[:256],
+        batch_size=64,
+        epochs=3,
+        shuffle=False,
+        verbose=2,
+        callbacks=[tfprune.UpdatePruningStep()],
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if "loss" in line]
+    assert len(lines) == 3 and all("sparsity:" in line for line in lines)
+    logged = history.history["sparsity"]
+    assert logged == sorted(logged) and logged[0] > 0.0
+    assert logged[-1] == pytest.approx(tfprune.sparsity_report(model).sparsity)
+    assert logged[-1] == pytest.approx(0.8, abs=1e-3)

@@ -98,6 +98,8 @@ def test_export_and_report_a_tflite_file(capsys, tmp_path, pruned_file, calibrat
     )
     assert code == 0, err
     assert out_path.exists() and str(out_path.stat().st_size) in out.replace(",", "")
+    assert "export m.tflite: converted (int8)" in err  # a line per stage, on stderr
+    assert "export m.tflite: verified in LiteRT" in err
     code, out, _ = run(capsys, "report", str(out_path))
     assert code == 0 and "int8" in out
 
@@ -170,8 +172,18 @@ def test_command_help_lists_its_flags(capsys):
 def test_export_prefer_speed_and_fixed_batch(capsys, tmp_path, pruned_file):
     out_path = tmp_path / "fast.tflite"
     code, out, err = run(
-        capsys, "export", pruned_file, "-o", str(out_path), "--prefer", "speed", "--batch_size", "2"
+        capsys,
+        "export",
+        pruned_file,
+        "-o",
+        str(out_path),
+        "--prefer",
+        "speed",
+        "--batch_size",
+        "2",
+        "--noprogress",
     )
     assert code == 0, err
+    assert "export fast.tflite:" not in err
     assert "prefer='speed'" in out and "batch_size=2" in out
     assert " as [" not in out  # no reshaped view in a speed file

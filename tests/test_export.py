@@ -143,14 +143,20 @@ def test_integer_inputs_are_verified_with_valid_indices(tmp_path):
     np.testing.assert_allclose(lite, model.predict(rows, verbose=0), atol=1e-4, rtol=1e-4)
 
 
-def test_pruned_model_is_stripped_before_export(data, tmp_path):
+def test_pruned_model_is_stripped_before_export(data, tmp_path, capsys):
     (x, y), (xt, _) = data
     schedule = tfprune.ConstantSparsity(0.9, begin_step=0, frequency=1)
     pruned = tfprune.prune_low_magnitude(mlp(sequential=False), schedule)
     pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruned.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.UpdatePruningStep()])
-    result = to_tflite(pruned, tmp_path / "p.tflite", representative_data=xt)
+    result = to_tflite(pruned, tmp_path / "p.tflite", representative_data=xt, verbose=True)
     assert result.verification.passed
+    stages = [line.rsplit(" (", 1)[0] for line in capsys.readouterr().err.splitlines()]
+    assert stages == [
+        f"export p.tflite: converted (float32): {result.dense_float32_bytes:,} bytes",
+        f"export p.tflite: sparse layouts and tidying: {result.bytes:,} bytes",
+        "export p.tflite: verified in LiteRT against Keras",
+    ]
     weights = [row for row in result.tensors if row.layout.startswith("CSR")]
     assert len(weights) == 2
     assert all(row.sparsity == pytest.approx(0.9, abs=0.002) for row in weights)
@@ -197,7 +203,7 @@ def test_representative_data_of_the_wrong_shape_is_a_value_error(model, tmp_path
         to_tflite(model, tmp_path / "x.tflite", representative_data=np.zeros((4, 27, 28)))
 
 
-@pytest.mark.parametrize("argument", ["sparse", "verify"])
+@pytest.mark.parametrize("argument", ["sparse", "verify", "verbose"])
 def test_non_bool_flags_are_type_errors(model, tmp_path, argument):
     with pytest.raises(TypeError, match=f"Received: {argument}='yes'"):
         to_tflite(model, tmp_path / "x.tflite", **{argument: "yes"})

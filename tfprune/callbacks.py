@@ -44,6 +44,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
     applied, and if training stopped before a schedule's `end_step` a warning says how far each
     layer is from its target.
 
+    After each epoch the logs get `sparsity`: the share of all pruned weights that are masked.
+    Keras's progress bar shows it next to the loss, and `History` (and `CSVLogger`) keep it.
+
     Raises:
         ValueError: When training starts, if the model holds no `PruneLowMagnitude` layer.
 
@@ -58,6 +61,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
     ...                     callbacks=[tfprune.UpdatePruningStep()])
     >>> int(model.layers[0].pruning_step)
     4
+    >>> history.history["sparsity"]
+    [0.5]
 
     In a custom training loop, drive the same methods yourself:
 
@@ -198,6 +203,11 @@ class UpdatePruningStep(keras.callbacks.Callback):
         if self._started:
             self._close_execution()
             self._write_step()
+            if logs is not None and self._wrappers:
+                # Shown on Keras's progress bar after each epoch and kept in the History.
+                logs["sparsity"] = sparsity(
+                    [m for w in self._wrappers for _, m in w.pruned_weights]
+                )
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if not self._started:

@@ -91,6 +91,12 @@ def _define_export(fv: flags.FlagValues) -> None:
     flags.DEFINE_boolean(
         "compare", False, "Export every variant and print one table.", flag_values=fv
     )
+    flags.DEFINE_boolean(
+        "progress",
+        True,
+        "Print a line on stderr as each stage ends (--noprogress: only the result).",
+        flag_values=fv,
+    )
 
 
 def _define_report(fv: flags.FlagValues) -> None:
@@ -198,6 +204,7 @@ def _cmd_export(fv: flags.FlagValues, args: Sequence[str]) -> int:
             prefer=fv.prefer,
             batch_size=fv.batch_size,
             keep_names=fv.keep_names,
+            verbose=fv.progress,
         )
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         # VerificationError and ConversionError are RuntimeErrors with a one-line summary.

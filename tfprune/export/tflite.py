@@ -16,6 +16,7 @@ import numpy as np
 from tfprune.checks import check_bool, check_choice, check_int
 from tfprune.export.result import ConversionError, ExportResult
 from tfprune.files import atomic_path
+from tfprune.progress import Stages
 
 
 def _target_directory(path: object) -> str:
@@ -82,6 +83,7 @@ def to_tflite(
     batch_size: int | None = None,
     prefer: str = "size",
     keep_names: bool = False,
+    verbose: bool = False,
 ) -> ExportResult:
     """Writes a pruned (or plain) Keras model as a small TFLite file that LiteRT runs as is.
 
@@ -127,6 +129,9 @@ def to_tflite(
             variables, such as `fc1/kernel`). The runtime reads none of them: inputs and
             outputs are found through the signature, which keeps its names either way. The
             returned rows carry the names in both cases. Defaults to False.
+        verbose: Whether to print a line on stderr as each stage ends (SavedModel and
+            conversion, sparse encoding, verification), with its time: large models take
+            minutes. The `tfprune export` command shows them. Defaults to False.
 
     Returns:
         An `ExportResult` with the path, sizes, where the bytes go, per-tensor rows and the
@@ -170,6 +175,7 @@ def to_tflite(
     check_bool("sparse", sparse)
     check_bool("verify", verify)
     check_bool("keep_names", keep_names)
+    check_bool("verbose", verbose)
     batch_size = check_int("batch_size", batch_size, 1, allow_none=True)
     check_choice("prefer", prefer, PREFERENCES)
     _target_directory(path)
@@ -178,6 +184,7 @@ def to_tflite(
             f'Argument `representative_data` is required when quantize="{quantize}" (it '
             "calibrates the activation ranges). Received: representative_data=None"
         )
+    stages = Stages(f"export {os.path.basename(os.fspath(path))}", enabled=verbose)
     model = plain_model(model)
     data = None
     if representative_data is not None:
@@ -191,8 +198,10 @@ def to_tflite(
             saved, model, quantize=quantize, representative_data=data, batch_size=batch
         )
         dense_float32 = len(dense)
+        stages(f"converted ({mode.label}): {len(dense):,} bytes")
         if quantize is not None:
             dense_float32 = len(convert.convert(saved, model, batch_size=batch))
+            stages(f"float32 reference converted: {dense_float32:,} bytes")
     context = passes.Context(model, prefer=prefer, keep_names=keep_names)
     graph = Graph.from_bytes(dense)
     if sparse:
@@ -202,6 +211,7 @@ def to_tflite(
             payload = packed
         else:
             payload, graph, context = dense, Graph.from_bytes(dense), passes.Context(model)
+        stages(f"sparse layouts and tidying: {len(payload):,} bytes")
     else:
         payload = dense
 
@@ -212,6 +222,7 @@ def to_tflite(
         if verify:
             inputs = verification.verification_inputs(model, data)
             checked = verification.verify(temp_path, model, quantize, inputs)
+            stages("verified in LiteRT against Keras")
     # Only a pruned weight left dense is worth a warning; other constants just say why in
     # their rows.
     pruned = names.prunable_labels(model)
