@@ -128,6 +128,19 @@ def test_built_subclassed_model_that_cannot_be_copied_gets_a_clear_error():
     assert tfprune.prune_low_magnitude(unbuilt) is unbuilt  # in place needs no copy
 
 
+def test_a_layer_whose_get_config_fails_is_named():
+    class Broken(layers.Dense):
+        def get_config(self):
+            return {**super().get_config(), "scale": self.scale}  # never set
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, Broken(2, name="broken")(layers.Dense(4)(inputs)))
+    with pytest.raises(
+        ValueError, match=r"layer 'broken' of type Broken: its get_config\(\) raises"
+    ):
+        tfprune.prune_low_magnitude(model)
+
+
 def test_a_layer_out_of_reach_is_named():
     class Hidden(keras.Model):
         def __init__(self):

@@ -9,7 +9,7 @@ from typing import Any
 
 import keras
 
-__all__ = ["recreate", "deserialize_layer"]
+__all__ = ["config_of", "recreate", "deserialize_layer"]
 
 
 def _init_parameters(cls: type) -> set[str]:
@@ -20,6 +20,23 @@ def _init_parameters(cls: type) -> set[str]:
         if klass is keras.layers.Layer:
             break
     return names
+
+
+def config_of(layer: Any) -> dict[str, Any]:
+    """`layer.get_config()`, or a `ValueError` naming the layer when its own method fails.
+
+    Copying and saving a model both need every layer's config (`keras.models.clone_model`
+    and `model.save` fail on the same layer); the error says which one it is.
+    """
+    try:
+        return layer.get_config()
+    except Exception as error:  # noqa: BLE001 - any failure of the layer's own method
+        raise ValueError(
+            f"Cannot copy layer '{layer.name}' of type {type(layer).__name__}: its get_config() "
+            f"raises {type(error).__name__}: {error}. Keras needs it to copy or save the model "
+            "(keras.models.clone_model fails on it too). Fix or override that layer's "
+            "get_config()."
+        ) from error
 
 
 def recreate(cls: type, config: dict[str, Any], *, name: str = "", custom_objects: Any = None):
