@@ -132,12 +132,20 @@ def test_non_layer_is_a_type_error(bad):
         tfprune.prune_low_magnitude(bad)
 
 
-def test_tfmot_options_are_accepted_at_defaults_and_refused_otherwise():
+def test_tfmot_options_are_checked():
     tfprune.prune_low_magnitude(layers.Dense(2), block_size=(1, 1), block_pooling_type="AVG")
-    with pytest.raises(ValueError, match="block_size"):
-        tfprune.prune_low_magnitude(layers.Dense(2), block_size=(4, 1))
     with pytest.raises(TypeError, match="unexpected keyword argument `bogus`"):
         tfprune.prune_low_magnitude(layers.Dense(2), bogus=1)
+    with pytest.raises(ValueError, match="Received: block_size=\\(0, 4\\)"):
+        tfprune.prune_low_magnitude(layers.Dense(2), block_size=(0, 4))
+    with pytest.raises(TypeError, match="Received: block_size='4x1'"):
+        tfprune.prune_low_magnitude(layers.Dense(2), block_size="4x1")
+    with pytest.raises(ValueError, match="Received: block_pooling_type='MEAN'"):
+        tfprune.prune_low_magnitude(layers.Dense(2), block_pooling_type="MEAN")
+    with pytest.raises(ValueError, match="0 < m < n"):
+        tfprune.prune_low_magnitude(layers.Dense(2), sparsity_m_by_n=(4, 4))
+    with pytest.raises(ValueError, match="cannot be used together"):
+        tfprune.prune_low_magnitude(layers.Dense(2), block_size=(1, 4), sparsity_m_by_n=(2, 4))
 
 
 def test_strip_a_model_that_was_never_pruned_is_an_error():

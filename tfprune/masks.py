@@ -138,6 +138,20 @@ def magnitude_masks(
     >>> [m.tolist() for m in magnitude_masks([big, small], 0.4)]
     [[1.0, 1.0, 1.0], [0.0, 0.0]]
     """
+    hosts = finite_hosts(weights, names)
+    if not hosts:
+        return []
+    joined = np.concatenate([h.astype(np.float32).reshape(-1) for h in hosts])
+    flat = magnitude_mask(joined, sparsity, name="the weights pruned together")
+    masks, start = [], 0
+    for host in hosts:
+        masks.append(flat[start : start + host.size].reshape(host.shape).astype(host.dtype))
+        start += host.size
+    return masks
+
+
+def finite_hosts(weights: list[Any], names: list[str] | None) -> list[np.ndarray]:
+    """The weights on the host; a `ValueError` naming the first that holds NaN or Inf."""
     hosts = [np.asarray(ops.convert_to_numpy(w)) for w in weights]
     names = names or [f"weight {i}" for i in range(len(hosts))]
     for host, name in zip(hosts, names, strict=True):
@@ -148,15 +162,7 @@ def magnitude_masks(
                 f"out of {host.size}. Training has diverged; lower the learning rate or check "
                 "the data."
             )
-    if not hosts:
-        return []
-    joined = np.concatenate([h.astype(np.float32).reshape(-1) for h in hosts])
-    flat = magnitude_mask(joined, sparsity, name="the weights pruned together")
-    masks, start = [], 0
-    for host in hosts:
-        masks.append(flat[start : start + host.size].reshape(host.shape).astype(host.dtype))
-        start += host.size
-    return masks
+    return hosts
 
 
 def count_nonzero(values: Any) -> tuple[int, int]:

@@ -10,6 +10,7 @@ import numpy as np
 
 from tfprune.clone import clone_pruned, clone_stripped
 from tfprune.inplace import prune_subclassed, strip_in_place
+from tfprune.patterns import Pattern
 from tfprune.registry import supports
 from tfprune.schedules import PruningSchedule
 from tfprune.select import Choice
@@ -53,20 +54,21 @@ def is_pruned(model: Any) -> bool:
     return bool(pruning_wrappers(model))
 
 
-def _check_options(options: dict[str, Any]) -> None:
+def _pattern_of(options: dict[str, Any]) -> Pattern:
+    """tfmot's structure options as a `Pattern`; unknown keywords are a `TypeError`."""
     for key, value in options.items():
         if key not in _TFMOT_DEFAULTS:
             raise TypeError(
                 f"prune_low_magnitude() got an unexpected keyword argument `{key}`. "
                 f"Received: {key}={value!r}"
             )
-        default = _TFMOT_DEFAULTS[key]
-        same = tuple(value) == default if isinstance(value, (list, tuple)) else value == default
-        if not same:
-            raise ValueError(
-                f"Argument `{key}` is not supported: tfprune prunes unstructured, per weight. "
-                f"Received: {key}={value!r}"
-            )
+    if options.get("pruning_policy") is not None:
+        raise ValueError(
+            "Argument `pruning_policy` is not supported yet. "
+            f"Received: pruning_policy={options['pruning_policy']!r}"
+        )
+    options = {k: v for k, v in options.items() if k != "pruning_policy"}
+    return Pattern.of(**options)
 
 
 def replaced_masks(model: Any) -> list[tuple[PruneLowMagnitude, float, float]]:
@@ -206,8 +208,15 @@ def prune_low_magnitude(
             (one magnitude threshold across all the weights that share a schedule, so that their
             total reaches the schedule's sparsity and each weight gets its own). Defaults to
             "layer".
-        **options: tfmot's `block_size`, `block_pooling_type`, `pruning_policy` and
-            `sparsity_m_by_n` are accepted at their default values only.
+        **options: tfmot's structure options, with tfmot's meaning:
+            `block_size=(rows, cols)` prunes whole blocks of each kernel viewed as a matrix
+            `[prod(shape[:-1]), shape[-1]]` (Dense [in, out], a conv kernel [H·W·C_in, C_out]),
+            `round(sparsity * blocks)` of them, ranked by `block_pooling_type` "AVG" (default)
+            or "MAX" of their magnitudes; edge blocks may be partial.
+            `sparsity_m_by_n=(m, n)` zeroes the m smallest of every n consecutive input
+            channels (2:4 is (2, 4)); the schedule then only says when masks are recomputed,
+            and without one the pattern is set at the first step and kept, as in tfmot.
+            `pruning_policy` must be None for now.
 
     Returns:
         A `PruneLowMagnitude` layer, a list of them, a new model (Sequential or Functional), or
@@ -233,7 +242,7 @@ def prune_low_magnitude(
     >>> [type(layer).__name__ for layer in first_only.layers]
     ['PruneLowMagnitude', 'Dropout', 'Dense']
     """
-    _check_options(options)
+    pattern = _pattern_of(options)
     if isinstance(to_prune, keras.Model):
         _check_model(to_prune, "prune")
         if is_pruned(to_prune):
@@ -246,7 +255,7 @@ def prune_low_magnitude(
             raise ValueError(
                 f"Model '{to_prune.name}' has no layer with prunable weights; nothing to prune."
             )
-        choice = Choice(layers, pruning_schedule, allocation, group=to_prune.name)
+        choice = Choice(layers, pruning_schedule, allocation, group=to_prune.name, pattern=pattern)
         if model_kind(to_prune) == "subclassed":
             result, wrappers = prune_subclassed(to_prune, choice)
         else:
@@ -266,9 +275,9 @@ def prune_low_magnitude(
             f"their own schedules. Received: layers={layers!r}, allocation={allocation!r}"
         )
     if isinstance(to_prune, (list, tuple)):
-        return [prune_low_magnitude(layer, pruning_schedule) for layer in to_prune]
+        return [prune_low_magnitude(layer, pruning_schedule, **options) for layer in to_prune]
     if isinstance(to_prune, keras.layers.Layer):
-        return PruneLowMagnitude(to_prune, pruning_schedule=pruning_schedule)
+        return PruneLowMagnitude(to_prune, pruning_schedule=pruning_schedule, **pattern.config())
     raise TypeError(
         "Argument `to_prune` must be a keras layer, a list of layers, or a Keras model. "
         f"Received: to_prune={to_prune!r} of type {type(to_prune).__name__}"

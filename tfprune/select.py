@@ -8,9 +8,10 @@ from typing import Any
 
 import keras
 
+from tfprune.patterns import Pattern
 from tfprune.registry import supports
-from tfprune.schedules import ConstantSparsity, PruningSchedule
-from tfprune.wrapper import PruneLowMagnitude
+from tfprune.schedules import PruningSchedule
+from tfprune.wrapper import PruneLowMagnitude, default_schedule
 
 __all__ = ["Choice", "ALLOCATIONS"]
 
@@ -69,14 +70,16 @@ class Choice:
         schedule: PruningSchedule | None,
         allocation: str = "layer",
         group: str = "",
+        pattern: Pattern | None = None,
     ) -> None:
         if not isinstance(allocation, str) or allocation not in ALLOCATIONS:
             raise ValueError(
                 f'Argument `allocation` must be "layer" or "global". Received: allocation='
                 f"{allocation!r}"
             )
+        self.pattern = pattern or Pattern()
         if schedule is None:
-            schedule = ConstantSparsity(0.5, begin_step=0)  # tfmot's default
+            schedule = default_schedule(self.pattern)  # tfmot's default
         self.schedule = schedule
         self.allocation = allocation
         self.group = group
@@ -124,7 +127,9 @@ class Choice:
             key = id(schedule)
             self._shared.setdefault(key, schedule)
             group = f"{self.group}/{list(self._shared).index(key)}"
-        return PruneLowMagnitude(layer, pruning_schedule=schedule, allocation_group=group)
+        return PruneLowMagnitude(
+            layer, pruning_schedule=schedule, allocation_group=group, **self.pattern.config()
+        )
 
     def check_used(self, names: Callable[[], list[str]]) -> None:
         """Raises if a name pattern or class matched no prunable layer (a typo, usually)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import keras
 from keras import ops
 
 from tfprune import masks as _masks
+from tfprune.patterns import Pattern
 from tfprune.rebuild import deserialize_layer
 from tfprune.registry import prunable_weights, supports, weight_label
 from tfprune.schedules import ConstantSparsity, PruningSchedule
@@ -17,9 +19,14 @@ from tfprune.schedules import ConstantSparsity, PruningSchedule
 __all__ = ["PruneLowMagnitude"]
 
 
+def default_schedule(pattern: Pattern) -> PruningSchedule:
+    """tfmot's defaults: 50% from step 0, or for N:M the pattern set at the first step and kept."""
+    if pattern.m_by_n is not None:
+        return ConstantSparsity(0.5, begin_step=0, end_step=0, frequency=1)
+    return ConstantSparsity(0.5, begin_step=0)
+
+
 def _schedule_from(value: Any) -> PruningSchedule:
-    if value is None:
-        return ConstantSparsity(0.5, begin_step=0)
     if isinstance(value, dict):
         value = keras.saving.deserialize_keras_object(value)
     if not isinstance(value, PruningSchedule):
@@ -86,6 +93,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         layer: keras.layers.Layer,
         pruning_schedule: PruningSchedule | None = None,
         allocation_group: str | None = None,
+        block_size: Any = (1, 1),
+        block_pooling_type: str = "AVG",
+        sparsity_m_by_n: Any = None,
         **kwargs,
     ) -> None:
         if isinstance(layer, PruneLowMagnitude):
@@ -106,7 +116,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 "Leave it unwrapped, or implement tfprune.PrunableLayer "
                 "(get_prunable_weights) for a custom layer."
             )
-        schedule = _schedule_from(pruning_schedule)
+        self.pattern = Pattern.of(block_size, block_pooling_type, sparsity_m_by_n)
+        schedule = _schedule_from(pruning_schedule or default_schedule(self.pattern))
         if allocation_group is not None and not isinstance(allocation_group, str):
             raise TypeError(
                 "Argument `allocation_group` must be None or a string. "
@@ -173,6 +184,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     f"Cannot prune weight '{w.path}' of layer '{self.layer.name}': its dtype is "
                     f"{w.dtype}, and masks need a floating-point weight."
                 )
+        for w in weights:
+            warning = self.pattern.check(w, self._describe(w))
+            if warning:
+                warnings.warn(warning, UserWarning, stacklevel=3)
         self._pruned = _Untracked(weights)
         self._masks = [self._new_mask(w) for w in weights]
         self.pruning_step = self.add_weight(
@@ -272,7 +287,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         """
         for w, m in self.pruned_weights:
             effective = self._effective(w, m)
-            new = _masks.magnitude_mask(effective, sparsity, name=self._describe(w))
+            (new,) = self.pattern.masks([effective], sparsity, [self._describe(w)])
             self._set_mask(w, m, effective, new)
         self._finish_update(step)
 
@@ -371,6 +386,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         config = super().get_config()
         config["pruning_schedule"] = keras.saving.serialize_keras_object(self.pruning_schedule)
         config["allocation_group"] = self.allocation_group
+        config.update(self.pattern.config())
         return config
 
     @classmethod
@@ -403,9 +419,14 @@ def update_masks_together(
     pairs = [(wrapper, w, m) for wrapper in wrappers for w, m in wrapper.pruned_weights]
     effective = [wrapper._effective(w, m) for wrapper, w, m in pairs]
     names = [wrapper._describe(w) for wrapper, w, _ in pairs]
-    for (wrapper, w, m), values, new in zip(
-        pairs, effective, _masks.magnitude_masks(effective, sparsity, names=names), strict=True
-    ):
+    patterns = {wrapper.pattern for wrapper in wrappers}
+    if len(patterns) != 1:
+        raise ValueError(
+            "Wrappers pruned together must share one pattern (block size, pooling, N:M). "
+            f"Received: {sorted(map(str, patterns))}"
+        )
+    computed = patterns.pop().masks(effective, sparsity, names)
+    for (wrapper, w, m), values, new in zip(pairs, effective, computed, strict=True):
         wrapper._set_mask(w, m, values, new)
     for wrapper in wrappers:
         wrapper._finish_update(step)

@@ -1,0 +1,108 @@
+"""Block and N:M pruning through `prune_low_magnitude`, `model.fit`, saving and stripping."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import compile_model
+from keras import layers
+
+import tfprune
+from tfprune.patterns import holds_m_by_n
+
+
+def cnn():
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(8, 3, name="conv1"),
+            layers.Conv2D(16, 3, strides=2, name="conv2"),
+            layers.Flatten(),
+            layers.Dense(48, activation="relu", name="fc1"),
+            layers.Dense(10, name="fc2"),
+        ]
+    )
+
+
+def train(model, mnist, epochs=2):
+    (x, y), _ = mnist
+    compile_model(model)
+    model.fit(
+        x[:256],
+        y[:256],
+        batch_size=64,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[tfprune.UpdatePruningStep()],
+    )
+    return model
+
+
+def kernel(model, name):
+    return keras.ops.convert_to_numpy(model.get_layer(name).kernel)
+
+
+@pytest.mark.parametrize("block", [(4, 1), (1, 4), (16, 1)])
+def test_block_pruning_prunes_whole_blocks_with_exact_counts(mnist, block, tmp_path):
+    keras.utils.set_random_seed(1)
+    schedule = tfprune.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=6, frequency=2)
+    pruned = train(tfprune.prune_low_magnitude(cnn(), schedule, block_size=block), mnist)
+    pruned.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert {w.pattern.block for w in tfprune.prune.pruning_wrappers(loaded)} == {block}
+    stripped = tfprune.strip_pruning(loaded)
+    for name in ["conv1", "conv2", "fc1", "fc2"]:
+        w = kernel(stripped, name)
+        matrix = w.reshape(-1, w.shape[-1])
+        rows, cols = matrix.shape
+        tiles = [
+            matrix[i : i + block[0], j : j + block[1]]
+            for i in range(0, rows, block[0])
+            for j in range(0, cols, block[1])
+        ]
+        zero = [not t.any() for t in tiles]
+        assert all(z or np.count_nonzero(t) == t.size for z, t in zip(zero, tiles, strict=True))
+        assert sum(zero) == round(0.75 * len(tiles)), name
+
+
+def test_two_of_four_holds_after_training_and_loading(mnist, tmp_path):
+    keras.utils.set_random_seed(2)
+    # As in tfmot's 2:4 guide: no schedule, the pattern is set at the first step and kept; the
+    # first conv (one input channel) is pruned unstructured instead.
+    model = cnn()
+    pruned = tfprune.prune_low_magnitude(
+        model,
+        layers={"conv1": tfprune.ConstantSparsity(0.5, begin_step=0, frequency=100)},
+    )
+    assert [type(layer).__name__ for layer in pruned.layers][:2] == ["PruneLowMagnitude", "Conv2D"]
+    pruned = tfprune.prune_low_magnitude(model, layers=["conv2", "fc1"], sparsity_m_by_n=(2, 4))
+    train(pruned, mnist)
+    pruned.save(tmp_path / "m.keras")
+    stripped = tfprune.strip_pruning(keras.models.load_model(tmp_path / "m.keras"))
+    for name in ["conv2", "fc1"]:
+        w = kernel(stripped, name)
+        assert holds_m_by_n(w, (2, 4))
+        assert np.count_nonzero(w) == w.size // 2
+    assert not holds_m_by_n(kernel(stripped, "fc2"), (2, 4))
+
+
+def test_m_by_n_on_a_layer_with_too_few_input_channels_warns():
+    with pytest.warns(UserWarning, match="prunes nothing"):
+        tfprune.prune_low_magnitude(cnn(), layers=["conv1"], sparsity_m_by_n=(2, 4))
+
+
+def test_global_allocation_with_blocks_shares_one_threshold(mnist):
+    keras.utils.set_random_seed(3)
+    schedule = tfprune.ConstantSparsity(0.8, begin_step=0, frequency=100)
+    pruned = tfprune.prune_low_magnitude(
+        cnn(), schedule, layers=["fc1", "fc2"], allocation="global", block_size=(4, 1)
+    )
+    train(pruned, mnist, epochs=1)
+    blocks = pruned_blocks = 0
+    for name in ["fc1", "fc2"]:
+        matrix = kernel(tfprune.strip_pruning(pruned), name)
+        tiles = matrix.reshape(matrix.shape[0] // 4, 4, matrix.shape[1])
+        blocks += tiles.shape[0] * tiles.shape[2]
+        pruned_blocks += int(np.sum(~tiles.any(axis=1)))
+    assert pruned_blocks == round(0.8 * blocks)
