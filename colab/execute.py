@@ -3,7 +3,8 @@
 Run from the repository root: `python colab/execute.py [NAME.ipynb ...]` (all notebooks by
 default). Cells tagged `install` and `tensorboard` are skipped, as in `tests/test_notebooks.py`.
 Log lines that TensorFlow writes outside the notebook's own output (CUDA probing before logging
-is set up, SavedModel asset messages, converter settings) are left out of the saved outputs.
+is set up, SavedModel asset messages, converter settings), and tqdm's notice that ipywidgets is
+not installed (KerasHub loads tqdm), are left out of the saved outputs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from test_notebooks import COLAB, run_notebook  # noqa: E402
 
 NOISE = re.compile(
     r"^(WARNING: All log messages before absl|[IEW]0000 |INFO:tensorflow:Assets written"
-    r"|INFO: Created TensorFlow Lite XNNPACK|fully_quantize: )"
+    r"|INFO: Created TensorFlow Lite XNNPACK|fully_quantize: "
+    r"|.*TqdmWarning: IProgress not found|  from \.autonotebook import tqdm)"
 )
 
 

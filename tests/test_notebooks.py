@@ -36,6 +36,7 @@ QUICK_PARAMETERS = {
     "02_export_for_phones.ipynb": {"EPOCHS": 1},
     "03_migrate_from_tfmot.ipynb": {"EPOCHS": 2},
     "04_schedules_and_layers.ipynb": {"EPOCHS": 2},
+    "05_prune_a_kerashub_model.ipynb": {"EPOCHS": 1, "TEXT_CHARS": 20_000},
 }
 
 

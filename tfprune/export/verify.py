@@ -194,10 +194,16 @@ def verify(path: str, model, quantize, inputs: list[np.ndarray]) -> Verification
     smoke_test(path)
     result = compare(keras_outputs(model, inputs), run_tflite(path, model, inputs), quantize)
     if not result.passed:
+        agreement = ""
+        if result.top1_agreement is not None:
+            agreement = (
+                f", top-1 agreement {result.top1_agreement:.3f} "
+                f"(bound {result.min_top1_agreement})"
+            )
         raise VerificationError(
             f"The TFLite outputs differ from Keras beyond the bound for quantize={quantize!r}: "
-            f"normalized error {result.normalized_error:.3g} (bound {result.tolerance:g}), "
-            f"top-1 agreement {result.top1_agreement} (bound {result.min_top1_agreement})."
+            f"normalized error {result.normalized_error:.3g} (bound {result.tolerance:g})"
+            f"{agreement}."
         )
     return result
 
