@@ -11,7 +11,7 @@ from typing import Any
 
 from tfprune import datasets
 from tfprune.callbacks import PruningSummaries, UpdatePruningStep
-from tfprune.prune import prune_low_magnitude, strip_pruning
+from tfprune.prune import prune_low_magnitude, prune_scope, strip_pruning
 from tfprune.registry import PrunableLayer
 from tfprune.report import sparsity_report
 from tfprune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
@@ -30,6 +30,7 @@ __all__ = [
     "datasets",
     "export",
     "prune_low_magnitude",
+    "prune_scope",
     "sparsity_report",
     "strip_pruning",
 ]

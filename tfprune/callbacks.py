@@ -199,7 +199,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
         for w in self._wrappers:
             w.bake()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(
+        self, epoch: int | None = None, logs: dict | None = None, batch: int | None = None
+    ) -> None:
+        # tfmot's custom loops call on_epoch_end(batch=-1); the epoch number is not used.
         if self._started:
             self._close_execution()
             self._write_step()
@@ -290,7 +293,10 @@ class PruningSummaries(keras.callbacks.TensorBoard):
             )
         super().__init__(log_dir=os.fspath(log_dir), **kwargs)
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(
+        self, epoch: int | None = None, logs: dict | None = None, batch: int | None = None
+    ) -> None:
+        # tfmot's custom loops call on_epoch_end(batch=-1); the epoch number is not used.
         logs = dict(logs or {})
         for w in pruning_wrappers(self.model):
             logs[f"pruning/{w.name}/sparsity"] = w.mask_sparsity()

@@ -18,6 +18,7 @@ from tfprune.walk import model_kind, walk
 from tfprune.wrapper import PruneLowMagnitude
 
 __all__ = [
+    "prune_scope",
     "prune_low_magnitude",
     "strip_pruning",
     "is_pruned",
@@ -344,3 +345,28 @@ def strip_pruning(model: Any = None, **kwargs: Any) -> Any:
     if model_kind(model) == "subclassed":
         return strip_in_place(model)
     return clone_stripped(model)
+
+
+def prune_scope() -> Any:
+    """tfmot's scope for loading pruned models, kept so that such code runs unchanged.
+
+    `.keras` files need no scope: `PruneLowMagnitude` and the schedules are registered with
+    Keras. Inside the scope they are also found by their bare names, as tfmot's are.
+
+    Example:
+
+    >>> import keras, tfprune
+    >>> with tfprune.prune_scope():
+    ...     wrapper = keras.saving.get_registered_object("PruneLowMagnitude")
+    >>> wrapper is tfprune.PruneLowMagnitude
+    True
+    """
+    from tfprune.schedules import ConstantSparsity, PolynomialDecay
+
+    return keras.saving.custom_object_scope(
+        {
+            "PruneLowMagnitude": PruneLowMagnitude,
+            "PolynomialDecay": PolynomialDecay,
+            "ConstantSparsity": ConstantSparsity,
+        }
+    )
