@@ -362,7 +362,7 @@ def test_the_custom_loop_of_tfmots_comprehensive_guide(mnist, tmp_path):
                 logits = model_for_pruning(x_train, training=True)
                 loss_value = loss(y_train, logits)
                 grads = tape.gradient(loss_value, model_for_pruning.trainable_variables)
-                optimizer.apply_gradients(zip(grads, model_for_pruning.trainable_variables))
+                optimizer.apply_gradients(zip(grads, model_for_pruning.trainable_variables))  # noqa: B905 - as in the guide
         step_callback.on_epoch_end(batch=unused_arg)
     assert step_callback.step == 6
     wrappers = tfprune.prune.pruning_wrappers(model_for_pruning)
