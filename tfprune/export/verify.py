@@ -197,8 +197,7 @@ def verify(path: str, model, quantize, inputs: list[np.ndarray]) -> Verification
         agreement = ""
         if result.top1_agreement is not None:
             agreement = (
-                f", top-1 agreement {result.top1_agreement:.3f} "
-                f"(bound {result.min_top1_agreement})"
+                f", top-1 agreement {result.top1_agreement:.3f} (bound {result.min_top1_agreement})"
             )
         raise VerificationError(
             f"The TFLite outputs differ from Keras beyond the bound for quantize={quantize!r}: "
