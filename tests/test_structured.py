@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import compile_model
 from keras import layers
+from tiny_models import digits
 
 import tfprune
 from tfprune.patterns import holds_m_by_n
@@ -106,3 +107,58 @@ def test_global_allocation_with_blocks_shares_one_threshold(mnist):
         blocks += tiles.shape[0] * tiles.shape[2]
         pruned_blocks += int(np.sum(~tiles.any(axis=1)))
     assert pruned_blocks == round(0.8 * blocks)
+
+
+@pytest.fixture(scope="module")
+def two_of_four(tmp_path_factory):
+    """A CNN with conv2 and fc1 at 2:4, saved as .keras and exported float32 and int8."""
+    (x, y), _ = digits(256)
+    x = x[..., None]
+    keras.utils.set_random_seed(4)
+    pruned = tfprune.prune_low_magnitude(cnn(), layers=["conv2", "fc1"], sparsity_m_by_n=(2, 4))
+    compile_model(pruned)
+    pruned.fit(x, y, epochs=1, verbose=0, callbacks=[tfprune.UpdatePruningStep()])
+    folder = tmp_path_factory.mktemp("two_of_four")
+    pruned.save(folder / "m.keras")
+    for quantize in [None, "int8"]:
+        tfprune.export.to_tflite(
+            pruned, folder / f"{quantize}.tflite", quantize=quantize, representative_data=x[:32]
+        )
+    return pruned, folder
+
+
+def test_check_sparsity_m_by_n_on_models_and_files(two_of_four):
+    pruned, folder = two_of_four
+    expected = [True, True, True, False]  # conv1 (one input channel) holds it trivially
+    for source in [pruned, str(folder / "m.keras"), folder / "None.tflite", folder / "int8.tflite"]:
+        report = tfprune.check_sparsity_m_by_n(source, 2, 4)
+        assert [row.holds for row in report] == expected, source
+        assert not report.holds and "2:4" in str(report)
+        assert report[1].sparsity == pytest.approx(0.5, abs=0.002)
+    assert [r.shape for r in tfprune.check_sparsity_m_by_n(folder / "None.tflite")][:2] == [
+        (8, 3, 3, 1),
+        (16, 3, 3, 8),
+    ]  # LiteRT's layout, input channels last
+    assert tfprune.check_sparsity_m_by_n(pruned, 1, 4)[1].holds is True  # 2:4 has 1 zero in 4
+    assert tfprune.check_sparsity_m_by_n(pruned, 3, 4)[1].holds is False
+    with pytest.raises(ValueError, match="0 < m < n"):
+        tfprune.check_sparsity_m_by_n(pruned, 4, 4)
+    with pytest.raises(ValueError, match=".keras or .tflite"):
+        tfprune.check_sparsity_m_by_n("model.h5")
+
+
+def test_check_sparsity_m_by_n_command(two_of_four, capsys):
+    from tfprune.cli import main
+
+    _, folder = two_of_four
+    assert main(["tfprune", "check_sparsity_m_by_n", str(folder / "int8.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "2:4 holds in 3 of 4 weights." in out
+    assert (
+        main(["tfprune", "check_sparsity_m_by_n", str(folder / "m.keras"), "--m_by_n", "3,4"]) == 0
+    )
+    assert "3:4 holds in 1 of 4 weights." in capsys.readouterr().out
+    assert (
+        main(["tfprune", "check_sparsity_m_by_n", str(folder / "m.keras"), "--m_by_n", "a,b"]) == 1
+    )
+    assert "--m_by_n must be two integers" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from tfprune import datasets
 from tfprune.callbacks import PruningSummaries, UpdatePruningStep
 from tfprune.prune import prune_low_magnitude, prune_scope, strip_pruning
 from tfprune.registry import PrunableLayer
-from tfprune.report import sparsity_report
+from tfprune.report import check_sparsity_m_by_n, sparsity_report
 from tfprune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 from tfprune.wrapper import PruneLowMagnitude
 
@@ -27,6 +27,7 @@ __all__ = [
     "PruningSchedule",
     "PruningSummaries",
     "UpdatePruningStep",
+    "check_sparsity_m_by_n",
     "datasets",
     "export",
     "prune_low_magnitude",

@@ -20,6 +20,8 @@ commands:
                        [--prefer speed] [--batch_size N] [--keep_names] [--compare]
   report FILE          per-layer sparsity of a .keras file, or per-tensor layout and byte
                        split of a .tflite
+  check_sparsity_m_by_n FILE [--m_by_n 2,4]
+                       which weights of a .keras or .tflite file hold an N:M pattern
 
 Run `tfprune COMMAND --help` for the flags of a command."""
 
@@ -233,7 +235,41 @@ def _cmd_report(fv: flags.FlagValues, args: Sequence[str]) -> int:
     return 0
 
 
+def _define_check(fv: flags.FlagValues) -> None:
+    flags.DEFINE_list(
+        "m_by_n", ["2", "4"], "m,n: m zeros in every n consecutive input channels.", flag_values=fv
+    )
+
+
+def _cmd_check(fv: flags.FlagValues, args: Sequence[str]) -> int:
+    if len(args) != 1:
+        raise CommandError("check_sparsity_m_by_n takes exactly one FILE (.keras or .tflite)")
+    try:
+        m, n = (int(v) for v in fv.m_by_n)
+    except ValueError:
+        raise CommandError(
+            f"--m_by_n must be two integers m,n; got {','.join(fv.m_by_n)}"
+        ) from None
+    path = args[0]
+    from tfprune.report import check_sparsity_m_by_n
+
+    if path.endswith(".tflite"):
+        _check_file(path, (".tflite",))
+        model = path
+    else:
+        model = _load_keras(path)
+    try:
+        report = check_sparsity_m_by_n(model, m, n)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CommandError(str(e).strip().splitlines()[0]) from e
+    print(report)
+    held = sum(row.holds for row in report)
+    print(f"\n{m}:{n} holds in {held} of {len(report)} weights.")
+    return 0
+
+
 _COMMANDS: dict[str, tuple[Callable, Callable]] = {
+    "check_sparsity_m_by_n": (_define_check, _cmd_check),
     "demo": (_define_demo, _cmd_demo),
     "export": (_define_export, _cmd_export),
     "report": (_define_report, _cmd_report),

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
+from tfprune.checks import check_int
 from tfprune.files import atomic_path
 from tfprune.masks import count_nonzero
+from tfprune.patterns import holds_m_by_n
 from tfprune.registry import prunable_weights, prunes_itself, weight_label
 from tfprune.table import format_table
 from tfprune.walk import walk
 from tfprune.wrapper import PruneLowMagnitude
 
-__all__ = ["SparsityRow", "SparsityReport", "sparsity_report"]
+__all__ = [
+    "SparsityRow",
+    "SparsityReport",
+    "sparsity_report",
+    "PatternRow",
+    "PatternReport",
+    "check_sparsity_m_by_n",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,16 +129,116 @@ def sparsity_report(model: Any) -> SparsityReport:
             "Argument `model` must be a keras Model or Layer. "
             f"Received: model={model!r} of type {type(model).__name__}"
         )
-    report = SparsityReport()
+    return SparsityReport(_row(layer, w, value) for layer, w, value in _prunable_values(model))
+
+
+def _prunable_values(model: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """`(layer, weight, effective value)` for every prunable weight, masked where pruned."""
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            "Argument `model` must be a keras Model or Layer. "
+            f"Received: model={model!r} of type {type(model).__name__}"
+        )
     for layer in walk(model, into=_reported_inside):
         if isinstance(layer, PruneLowMagnitude):
             for w, m in layer.pruned_weights:
-                report.append(_row(layer.layer, w, w.value * ops.cast(m.value, w.dtype)))
+                yield layer.layer, w, w.value * ops.cast(m.value, w.dtype)
         elif prunes_itself(layer) and (layer is not model or not isinstance(model, keras.Model)):
             if layer.built:
                 for w in prunable_weights(layer):
-                    report.append(_row(layer, w, w.value))
+                    yield layer, w, w.value
+
+
+@dataclasses.dataclass(frozen=True)
+class PatternRow:
+    """One weight checked for an N:M pattern."""
+
+    name: str
+    shape: tuple[int, ...]
+    sparsity: float
+    holds: bool
+
+
+class PatternReport(list):
+    """`PatternRow`s; `holds` is whether every weight holds the pattern; `str()` is a table."""
+
+    m_by_n: tuple[int, int] = (2, 4)
+
+    @property
+    def holds(self) -> bool:
+        return bool(self) and all(row.holds for row in self)
+
+    def __str__(self) -> str:
+        m, n = self.m_by_n
+        table = [
+            [r.name, "x".join(map(str, r.shape)), f"{r.sparsity:.2%}", "yes" if r.holds else "no"]
+            for r in self
+        ]
+        return format_table(["weight", "shape", "sparsity", f"{m}:{n}"], table)
+
+
+def check_sparsity_m_by_n(model: Any, m: int = 2, n: int = 4) -> PatternReport:
+    """Which weights hold m zeros in every n consecutive input channels.
+
+    tfmot ships this check as a script for `.tflite` files; here it takes a Keras model too.
+    Keras kernels `[..., C_in, C_out]` are grouped along C_in; the weights of a `.tflite` file
+    are read as its kernels see them (sparse layouts expanded), with the input channels last,
+    LiteRT's layout (FULLY_CONNECTED [out, in], CONV_2D [out, h, w, in]).
+
+    Args:
+        model: A Keras model or layer (pruned or not), or the path of a `.keras` or `.tflite`
+            file.
+        m: Zeros required in each group. Defaults to 2.
+        n: Group size. Defaults to 4.
+
+    Returns:
+        A `PatternReport`: rows with `name`, `shape`, `sparsity` and `holds`, and `holds` for
+        all of them.
+
+    Raises:
+        TypeError: If `model` is not a model, layer or path, or `m`, `n` are not ints.
+        ValueError: If not `0 < m < n`, or the path is neither `.keras` nor `.tflite`.
+
+    Example:
+
+    >>> import numpy as np, keras, tfprune
+    >>> layer = tfprune.prune_low_magnitude(keras.layers.Dense(2), sparsity_m_by_n=(2, 4))
+    >>> _ = layer(np.ones((1, 8), "float32"))
+    >>> layer.update_masks(0.5)
+    >>> report = tfprune.check_sparsity_m_by_n(layer, 2, 4)
+    >>> report.holds, report[0].sparsity
+    (True, 0.5)
+    """
+    check_int("m", m, 1)
+    check_int("n", n, 2)
+    if not m < n:
+        raise ValueError(f"Arguments `m` and `n` must satisfy 0 < m < n. Received: m={m}, n={n}")
+    report = PatternReport()
+    report.m_by_n = (m, n)
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if path.endswith(".tflite"):
+            from tfprune.export.describe import kernel_weights
+
+            for name, values in kernel_weights(path):
+                report.append(_pattern_row(name, values, (m, n), input_last=True))
+            return report
+        if not path.endswith(".keras"):
+            raise ValueError(
+                f"Argument `model` must be a model or a .keras or .tflite path. Received: {path!r}"
+            )
+        model = keras.models.load_model(path)
+    for layer, w, value in _prunable_values(model):
+        name = f"{layer.name}/{weight_label(layer, w)}"
+        report.append(_pattern_row(name, ops.convert_to_numpy(value), (m, n), input_last=False))
     return report
+
+
+def _pattern_row(name: str, values: Any, m_by_n: tuple[int, int], input_last: bool) -> PatternRow:
+    host = np.asarray(values)
+    nonzero, size = count_nonzero(host)
+    holds = host.ndim >= 2 and holds_m_by_n(host, m_by_n, input_last=input_last)
+    return PatternRow(name, tuple(host.shape), 1.0 - nonzero / size if size else 0.0, holds)
 
 
 def plot_pruning(model: Any, schedule: Any, steps: int, path: str) -> str:

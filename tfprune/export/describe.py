@@ -155,3 +155,40 @@ def describe_tflite(path: str | os.PathLike) -> str:
     header = f"{os.fspath(path)}: {len(data):,} bytes, {sum(counts.values())} operators ({listed})"
     split = bytesplit.split(data)
     return "\n".join([header, format_tensor_table(tensor_rows(graph)), f"bytes: {split}"])
+
+
+def kernel_weights(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
+    """`(name, values)` for every weight a kernel of the file's main graph reads, dense and in
+    LiteRT's layout, as the interpreter expands it (sparse layouts included).
+
+    The file is first run once in a child process, so a layout that crashes the interpreter
+    raises `VerificationError` here instead of killing the caller.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tfprune.export import verify
+
+    path = os.fspath(path)
+    verify.smoke_test(path)
+    with open(path, "rb") as f:
+        graph = Graph.from_bytes(f.read())
+    interpreter = Interpreter(
+        model_path=path,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=True,
+    )
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    subgraph, weights = graph.subgraphs[0], []
+    for position, (name, op) in enumerate(subgraph.walk_ops()):
+        for parameter in ops.op(name).parameters:
+            if parameter.role != "weight" or parameter.slot >= len(op.inputs):
+                continue
+            t = int(op.inputs[parameter.slot])
+            tensor = subgraph.tensors[t]
+            label = tensor.name.decode(errors="replace") if tensor.name else ""
+            label = label or f"{name} #{position} input {parameter.slot}"
+            weights.append((label, np.array(interpreter.get_tensor(t))))
+    return weights
