@@ -11,6 +11,7 @@ from typing import Any
 
 from tfprune import datasets
 from tfprune.callbacks import PruningSummaries, UpdatePruningStep
+from tfprune.policy import PruneForLatencyOnXNNPack, PruningPolicy
 from tfprune.prune import prune_low_magnitude, prune_scope, strip_pruning
 from tfprune.registry import PrunableLayer
 from tfprune.report import check_sparsity_m_by_n, sparsity_report
@@ -23,7 +24,9 @@ __all__ = [
     "ConstantSparsity",
     "PolynomialDecay",
     "PrunableLayer",
+    "PruneForLatencyOnXNNPack",
     "PruneLowMagnitude",
+    "PruningPolicy",
     "PruningSchedule",
     "PruningSummaries",
     "UpdatePruningStep",

@@ -11,6 +11,7 @@ import numpy as np
 from tfprune.clone import clone_pruned, clone_stripped
 from tfprune.inplace import prune_subclassed, strip_in_place
 from tfprune.patterns import Pattern
+from tfprune.policy import PruningPolicy
 from tfprune.registry import supports
 from tfprune.schedules import PruningSchedule
 from tfprune.select import Choice
@@ -55,21 +56,22 @@ def is_pruned(model: Any) -> bool:
     return bool(pruning_wrappers(model))
 
 
-def _pattern_of(options: dict[str, Any]) -> Pattern:
-    """tfmot's structure options as a `Pattern`; unknown keywords are a `TypeError`."""
+def _structure_of(options: dict[str, Any]) -> tuple[Pattern, PruningPolicy | None]:
+    """tfmot's structure options as a `Pattern` and a policy; unknown keywords are errors."""
     for key, value in options.items():
         if key not in _TFMOT_DEFAULTS:
             raise TypeError(
                 f"prune_low_magnitude() got an unexpected keyword argument `{key}`. "
                 f"Received: {key}={value!r}"
             )
-    if options.get("pruning_policy") is not None:
-        raise ValueError(
-            "Argument `pruning_policy` is not supported yet. "
-            f"Received: pruning_policy={options['pruning_policy']!r}"
+    policy = options.get("pruning_policy")
+    if policy is not None and not isinstance(policy, PruningPolicy):
+        raise TypeError(
+            "Argument `pruning_policy` must be a tfprune.PruningPolicy (such as "
+            f"tfprune.PruneForLatencyOnXNNPack()). Received: pruning_policy={policy!r}"
         )
     options = {k: v for k, v in options.items() if k != "pruning_policy"}
-    return Pattern.of(**options)
+    return Pattern.of(**options), policy
 
 
 def replaced_masks(model: Any) -> list[tuple[PruneLowMagnitude, float, float]]:
@@ -217,7 +219,9 @@ def prune_low_magnitude(
             `sparsity_m_by_n=(m, n)` zeroes the m smallest of every n consecutive input
             channels (2:4 is (2, 4)); the schedule then only says when masks are recomputed,
             and without one the pattern is set at the first step and kept, as in tfmot.
-            `pruning_policy` must be None for now.
+            `pruning_policy` (a `tfprune.PruningPolicy`, such as
+            `tfprune.PruneForLatencyOnXNNPack()`) checks the model and chooses which layers
+            are wrapped; for a single layer or a list it only chooses.
 
     Returns:
         A `PruneLowMagnitude` layer, a list of them, a new model (Sequential or Functional), or
@@ -243,7 +247,7 @@ def prune_low_magnitude(
     >>> [type(layer).__name__ for layer in first_only.layers]
     ['PruneLowMagnitude', 'Dropout', 'Dense']
     """
-    pattern = _pattern_of(options)
+    pattern, policy = _structure_of(options)
     if isinstance(to_prune, keras.Model):
         _check_model(to_prune, "prune")
         if is_pruned(to_prune):
@@ -256,7 +260,16 @@ def prune_low_magnitude(
             raise ValueError(
                 f"Model '{to_prune.name}' has no layer with prunable weights; nothing to prune."
             )
-        choice = Choice(layers, pruning_schedule, allocation, group=to_prune.name, pattern=pattern)
+        if policy is not None:
+            policy.ensure_model_supports_pruning(to_prune)
+        choice = Choice(
+            layers,
+            pruning_schedule,
+            allocation,
+            group=to_prune.name,
+            pattern=pattern,
+            policy=policy,
+        )
         if model_kind(to_prune) == "subclassed":
             result, wrappers = prune_subclassed(to_prune, choice)
         else:
@@ -278,6 +291,8 @@ def prune_low_magnitude(
     if isinstance(to_prune, (list, tuple)):
         return [prune_low_magnitude(layer, pruning_schedule, **options) for layer in to_prune]
     if isinstance(to_prune, keras.layers.Layer):
+        if policy is not None and not policy.allow_pruning(to_prune):
+            return to_prune
         return PruneLowMagnitude(to_prune, pruning_schedule=pruning_schedule, **pattern.config())
     raise TypeError(
         "Argument `to_prune` must be a keras layer, a list of layers, or a Keras model. "

@@ -71,6 +71,7 @@ class Choice:
         allocation: str = "layer",
         group: str = "",
         pattern: Pattern | None = None,
+        policy: Any = None,
     ) -> None:
         if not isinstance(allocation, str) or allocation not in ALLOCATIONS:
             raise ValueError(
@@ -78,6 +79,7 @@ class Choice:
                 f"{allocation!r}"
             )
         self.pattern = pattern or Pattern()
+        self.policy = policy
         if schedule is None:
             schedule = default_schedule(self.pattern)  # tfmot's default
         self.schedule = schedule
@@ -112,6 +114,8 @@ class Choice:
         if not isinstance(layer, keras.layers.Layer) or isinstance(layer, keras.Model):
             return None
         if not supports(layer):
+            return None
+        if self.policy is not None and not self.policy.allow_pruning(layer):
             return None
         for index, (selector, value) in enumerate(self.rules):
             if _matches(selector, layer):
