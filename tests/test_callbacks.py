@@ -334,37 +334,3 @@ def test_each_epoch_logs_the_sparsity_on_the_progress_bar_and_in_the_history(mni
     assert logged == sorted(logged) and logged[0] > 0.0
     assert logged[-1] == pytest.approx(tfprune.sparsity_report(model).sparsity)
     assert logged[-1] == pytest.approx(0.8, abs=1e-3)
-
-
-def test_the_custom_loop_of_tfmots_comprehensive_guide(mnist, tmp_path):
-    # tfmot's guide, with only the import changed: every hook gets -1, on_epoch_end takes
-    # `batch=`, and on_train_end is never called.
-    import tensorflow as tf
-
-    (x, y), _ = mnist
-    x_train, y_train = x[:64], keras.utils.to_categorical(y[:64], 10)
-    model_for_pruning = tfprune.prune_low_magnitude(
-        small_mlp(), tfprune.ConstantSparsity(0.5, begin_step=0, frequency=1)
-    )
-    loss = keras.losses.categorical_crossentropy
-    optimizer = keras.optimizers.Adam()
-    unused_arg = -1
-    step_callback = tfprune.UpdatePruningStep()
-    step_callback.set_model(model_for_pruning)
-    log_callback = tfprune.PruningSummaries(log_dir=str(tmp_path))
-    log_callback.set_model(model_for_pruning)
-    step_callback.on_train_begin()
-    for _ in range(2):
-        log_callback.on_epoch_begin(epoch=unused_arg)
-        for _ in range(3):
-            step_callback.on_train_batch_begin(batch=unused_arg)
-            with tf.GradientTape() as tape:
-                logits = model_for_pruning(x_train, training=True)
-                loss_value = loss(y_train, logits)
-                grads = tape.gradient(loss_value, model_for_pruning.trainable_variables)
-                optimizer.apply_gradients(zip(grads, model_for_pruning.trainable_variables))  # noqa: B905 - as in the guide
-        step_callback.on_epoch_end(batch=unused_arg)
-    assert step_callback.step == 6
-    wrappers = tfprune.prune.pruning_wrappers(model_for_pruning)
-    assert [int(w.pruning_step) for w in wrappers] == [6, 6]
-    assert tfprune.sparsity_report(model_for_pruning).sparsity == pytest.approx(0.5, abs=1e-3)
