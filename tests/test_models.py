@@ -141,6 +141,57 @@ def test_a_layer_whose_get_config_fails_is_named():
         tfprune.prune_low_magnitude(model)
 
 
+class KeywordBlock(layers.Layer):
+    """Called as KerasHub's Bart and T5 call their blocks: the first input by keyword, and a
+    tensor keyword next to plain ones."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(4)
+
+    def call(self, sequence, bias=None, use_bias=False, scale=1.0):
+        y = self.dense(sequence) * scale
+        return y + bias if use_bias else y
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda block, x: block(sequence=x, bias=x),
+        lambda block, x: block(x, bias=x, use_bias=True, scale=2.0),
+    ],
+    ids=["first-input-by-keyword", "tensor-and-plain-keywords"],
+)
+def test_layers_called_with_keywords_are_pruned(call):
+    x = keras.Input((4,))
+    model = keras.Model(x, call(KeywordBlock(name="block"), x))
+    pruned = tfprune.prune_low_magnitude(model, tfprune.ConstantSparsity(0.5, begin_step=0))
+    data = floats(3, 4)
+    np.testing.assert_allclose(pruned.predict(data, verbose=0), model.predict(data, verbose=0))
+    (wrapper,) = pruning_wrappers(pruned)
+    wrapper.update_masks(0.5)
+    assert tfprune.sparsity_report(pruned).sparsity == 0.5
+
+
+def test_a_config_that_forgets_a_constructor_argument_is_refused():
+    class Scaled(layers.Layer):
+        def __init__(self, units, scale=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.scale = scale
+            self.dense = layers.Dense(units)
+
+        def call(self, x):
+            return self.dense(x) * self.scale
+
+        def get_config(self):  # forgets `scale`, adds what __init__ refuses
+            return {**super().get_config(), "units": self.dense.units, "derived": 1}
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, Scaled(3, scale=10.0, name="scaled")(inputs))
+    with pytest.raises(ValueError, match=r"leaves out the constructor arguments \['scale'\]"):
+        tfprune.prune_low_magnitude(model)
+
+
 def test_a_layer_out_of_reach_is_named():
     class Hidden(keras.Model):
         def __init__(self):

@@ -36,6 +36,12 @@ def _fresh(layer: Any) -> Any:
             config = original.get_build_config()
             if config:
                 part.build_from_config(config)
+    if [type(x) for x in walk(layer)] != [type(x) for x in walk(new)]:
+        raise ValueError(
+            f"Cannot copy layer '{layer.name}' of type {type(layer).__name__}: the copy made "
+            "from its get_config() holds other layers than the original. Fix the layer's "
+            "get_config()."
+        )
     return new
 
 

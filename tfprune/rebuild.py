@@ -22,6 +22,21 @@ def _init_parameters(cls: type) -> set[str]:
     return names
 
 
+def _own_parameters(cls: type) -> set[str]:
+    """The named constructor arguments of `cls` and its bases below `keras.layers.Layer`."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is keras.layers.Layer:
+            break
+        if "__init__" in vars(klass):
+            names |= {
+                p.name
+                for p in inspect.signature(klass.__init__).parameters.values()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+            }
+    return names
+
+
 def config_of(layer: Any) -> dict[str, Any]:
     """`layer.get_config()`, or a `ValueError` naming the layer when its own method fails.
 
@@ -58,6 +73,14 @@ def recreate(cls: type, config: dict[str, Any], *, name: str = "", custom_object
             raise ValueError(
                 f"Cannot re-create layer '{name or config.get('name')}' of type {cls.__name__}: "
                 f"from_config(get_config()) fails ({error}). Fix the layer's get_config()."
+            ) from error
+        missing = sorted(_own_parameters(cls) - set(config))
+        if missing:
+            # The constructor would take defaults for what get_config() forgot: another layer.
+            raise ValueError(
+                f"Cannot re-create layer '{name or config.get('name')}' of type {cls.__name__}: "
+                f"from_config(get_config()) fails ({error}), and get_config() leaves out the "
+                f"constructor arguments {missing}. Fix the layer's get_config()."
             ) from error
         return cls.from_config(kept)
 

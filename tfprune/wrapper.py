@@ -37,6 +37,25 @@ def _schedule_from(value: Any) -> PruningSchedule:
     return value
 
 
+def _call_like(wrapper: Any, layer: Any) -> Callable:
+    """`wrapper.call` with `layer.call`'s signature, plus `training` and `mask` if it lacks them."""
+    parameters = list(inspect.signature(layer.call).parameters.values())
+    names = {p.name for p in parameters}
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+        for name in ("training", "mask")
+        if name not in names
+    ]
+    keywords = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
+    others = [p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return type(wrapper).call(wrapper, *args, **kwargs)
+
+    call.__signature__ = inspect.Signature(others + extra + keywords)
+    return call
+
+
 class _Untracked:
     """References Keras must not track: the wrapped layer owns (and saves) these variables; a
     list on the wrapper would make them the wrapper's too and save them twice."""
@@ -124,6 +143,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 f"Received: allocation_group={allocation_group!r}"
             )
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
+        # Keras binds the arguments of a call to `call`'s signature: the wrapper takes the
+        # wrapped layer's own (`block(seq=x)`, `block(x, bias=t, flag=False)`), read by Keras
+        # when the layer is created.
+        object.__setattr__(self, "call", _call_like(self, layer))
         super().__init__(layer, **kwargs)
         self.pruning_schedule = schedule
         self.allocation_group = allocation_group
@@ -228,7 +251,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         """`(weight, mask)` pairs of the wrapped layer's pruned variables."""
         return list(zip(self._pruned.items, self._masks, strict=True))
 
-    def call(self, inputs: Any, *args: Any, training: Any = None, mask: Any = None, **kwargs: Any):
+    def call(self, *args: Any, training: Any = None, mask: Any = None, **kwargs: Any):
         if training is True and not self._driven:
             raise ValueError(
                 f"Layer '{self.name}' is being trained without the pruning callback. Pass "
@@ -251,7 +274,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             mapping.append((v, value))
         with keras.StatelessScope(mapping, collect_losses=True) as scope:
             given = [scope.get_current_value(v) for v in variables]
-            outputs = self.layer(inputs, *args, **kwargs)
+            outputs = self.layer(*args, **kwargs)
         # State the layer changed in its call (seed generators, statistics) is written back.
         for v, before in zip(variables, given, strict=True):
             after = scope.get_current_value(v)

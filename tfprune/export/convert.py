@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -212,13 +213,25 @@ def convert(
             return bytes(converter.convert())
     except Exception as error:  # the converter raises several unrelated classes
         message = str(error)
-        if "Flex" in message or "SELECT_TF_OPS" in message or "not supported" in message:
+        named = _unconverted_ops(message)
+        if named or "Flex" in message or "SELECT_TF_OPS" in message or "not supported" in message:
             raise ConversionError(
                 "The model uses operations that TFLite builtins do not provide (they would "
-                "need Flex / SELECT_TF_OPS, which tfprune does not emit). Converter said: "
-                + message.strip().splitlines()[-1]
+                "need Flex / SELECT_TF_OPS, which tfprune does not emit): "
+                + (", ".join(named) if named else message.strip().splitlines()[-1])
+                + ". Replace them in the model, or keep the model out of the export."
             ) from error
         raise ConversionError(f"TFLite conversion failed: {message.strip()}") from error
+
+
+def _unconverted_ops(message: str) -> list[str]:
+    """The TensorFlow operations the converter names as having no builtin, e.g. ["FFT2D"]."""
+    found = re.findall(
+        r"'tf\.(\w+)' op is neither a custom op nor a flex op"
+        r"|failed to legalize operation 'tf\.(\w+)'",
+        message,
+    )
+    return sorted({name for pair in found for name in pair if name})
 
 
 def to_flatbuffer(model, *, batch_size: int | None = None, **options) -> bytes:
