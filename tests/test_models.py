@@ -173,6 +173,34 @@ def test_layers_called_with_keywords_are_pruned(call):
     assert tfprune.sparsity_report(pruned).sparsity == 0.5
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class CallBuilt(layers.Layer):
+    """Builds its part on its first call, not in `build` (as KerasHub's T5 blocks do)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(6)
+
+    def build(self, input_shape):
+        pass
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def test_a_layer_whose_parts_build_on_first_call_saves_and_loads(tmp_path):
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, CallBuilt(name="lazy")(inputs))
+    pruned = tfprune.prune_low_magnitude(model, tfprune.ConstantSparsity(0.5, begin_step=0))
+    (wrapper,) = pruning_wrappers(pruned)
+    wrapper.update_masks(0.5)
+    pruned.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = floats(4, 5)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0))
+    assert tfprune.sparsity_report(loaded).sparsity == 0.5
+
+
 def test_a_config_that_forgets_a_constructor_argument_is_refused():
     class Scaled(layers.Layer):
         def __init__(self, units, scale=1.0, **kwargs):

@@ -15,6 +15,7 @@ from tfprune.patterns import Pattern
 from tfprune.rebuild import deserialize_layer
 from tfprune.registry import prunable_weights, supports, weight_label
 from tfprune.schedules import ConstantSparsity, PruningSchedule
+from tfprune.walk import walk
 
 __all__ = ["PruneLowMagnitude"]
 
@@ -163,7 +164,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         # The sparsity the masks had when this layer last wrote or loaded them: a restore
         # behind its back (set_weights, EarlyStopping) shows as a difference.
         self._written_sparsity: float | None = None
-        if layer.built:
+        if all(part.built for part in walk(layer)):
             self._create_state()
 
     def build(self, input_shape: Any = None) -> None:
@@ -184,12 +185,21 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         # The wrapped layer's own build config: a layer built from several shapes (a
         # MultiHeadAttention's query, value and key) is rebuilt from all of them on loading.
         config = self.layer.get_build_config() if self.layer.built else None
-        return None if config is None else {"layer": config}
+        if config is None:
+            return None
+        # Parts a layer builds only when first called (KerasHub's T5 blocks) are built from
+        # their own configs on loading, so the masks find their kernels.
+        parts = [part.get_build_config() if part.built else None for part in walk(self.layer)]
+        return {"layer": config, "parts": parts[1:]}
 
     def build_from_config(self, config: dict[str, Any]) -> None:
         if "layer" in config:
             if not self.layer.built:
                 self.layer.build_from_config(config["layer"])
+            parts = list(walk(self.layer))[1:]
+            for part, part_config in zip(parts, config.get("parts", ()), strict=False):
+                if part_config and not part.built:
+                    part.build_from_config(part_config)
             self.build()
         else:
             super().build_from_config(config)
