@@ -38,6 +38,12 @@ def _sparse_row(graph: Graph, tensor, name: str, shape: tuple[int, ...]) -> Tens
             parts.append(f"seg {_vector_name(dim.arraySegmentsType)}")
     size = int(np.prod(shape))
     layout = "CSR " + " ".join(parts)
+    if tensor.sparsity.blockMap is not None and len(tensor.sparsity.blockMap):
+        # Block-sparse filter (see blocks.py): the stored blocks may hold zeros of their own.
+        width = int(tensor.sparsity.dimMetadata[-1].denseSize)
+        layout = f"1x{width} blocks, {layout}"
+        data = graph.buffer_data(tensor.buffer)
+        nnz = int(np.count_nonzero(np.frombuffer(data.tobytes(), dtype=dtype)))
     if shape != shape_of(tensor):
         layout += f" as {list(shape_of(tensor))}"
     return TensorRow(

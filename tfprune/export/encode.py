@@ -41,7 +41,7 @@ _SPARSE_TYPES = ("FLOAT32", "FLOAT16", "INT8")
 # Flatbuffer bytes a sparse tensor adds besides its arrays: the DENSIFY operator, a second
 # tensor table and the sparsity tables. The view layout adds a RESHAPE with its options and
 # one more tensor. Measured on converter output, rounded up.
-_DENSIFY_OVERHEAD = 160
+DENSIFY_OVERHEAD = 160
 _VIEW_OVERHEAD = 200
 _MAX_UINT8_DIM = 256
 PREFERENCES = ("size", "speed")
@@ -58,7 +58,7 @@ class Layout:
     reshaped: bool
 
 
-def _width(limit: int) -> int:
+def index_width(limit: int) -> int:
     """Bytes of the narrowest SparseIndexVector type that holds values 0..limit."""
     if limit <= 255:
         return 1
@@ -70,8 +70,8 @@ def _width(limit: int) -> int:
 def _csr_layout(shape: tuple[int, ...], nnz: int, itemsize: int, reshaped: bool) -> Layout:
     last = shape[-1]
     rows = int(np.prod(shape[:-1]))
-    index_bytes = _width(last - 1)
-    segment_bytes = _width(nnz)
+    index_bytes = index_width(last - 1)
+    segment_bytes = index_width(nnz)
     payload = nnz * itemsize + nnz * index_bytes + (rows + 1) * segment_bytes
     return Layout(shape, index_bytes, segment_bytes, payload, reshaped)
 
@@ -95,7 +95,7 @@ def choose_layout(values: np.ndarray, force_view: bool, prefer: str = "size") ->
         if force_view:
             return None
         native = _csr_layout(shape, nnz, itemsize, reshaped=False)
-        return native if native.payload + _DENSIFY_OVERHEAD < values.nbytes else None
+        return native if native.payload + DENSIFY_OVERHEAD < values.nbytes else None
     candidates = [] if force_view else [_csr_layout(shape, nnz, itemsize, reshaped=False)]
     # The stored tensor carries no quantization (the dense result does), so any row-major view
     # of the data is valid; the widest rows that keep uint8 indices need the fewest segments.
@@ -105,13 +105,13 @@ def choose_layout(values: np.ndarray, force_view: bool, prefer: str = "size") ->
             candidates.append(_csr_layout(view, nnz, itemsize, reshaped=True))
 
     def cost(layout: Layout) -> int:
-        return layout.payload + _DENSIFY_OVERHEAD + (_VIEW_OVERHEAD if layout.reshaped else 0)
+        return layout.payload + DENSIFY_OVERHEAD + (_VIEW_OVERHEAD if layout.reshaped else 0)
 
     best = min(candidates, key=cost)
     return best if cost(best) < values.nbytes else None
 
 
-def _index_vector(values: np.ndarray, width: int):
+def index_vector(values: np.ndarray, width: int):
     s = schema()
     kinds = {
         1: (s.SparseIndexVector.Uint8Vector, s.Uint8VectorT, np.uint8),
@@ -149,8 +149,8 @@ def csr(viewed: np.ndarray, layout: Layout):
         params.dimMetadata.append(dense)
     last = s.DimensionMetadataT()
     last.format = s.DimensionType.SPARSE_CSR
-    last.arraySegmentsType, last.arraySegments = _index_vector(segments, layout.segment_bytes)
-    last.arrayIndicesType, last.arrayIndices = _index_vector(indices, layout.index_bytes)
+    last.arraySegmentsType, last.arraySegments = index_vector(segments, layout.segment_bytes)
+    last.arrayIndicesType, last.arrayIndices = index_vector(indices, layout.index_bytes)
     params.dimMetadata.append(last)
     return params, rows[mask]
 

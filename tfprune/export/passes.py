@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from tfprune.export import encode, names, tidy
+from tfprune.export import blocks, encode, names, tidy
 from tfprune.export.graph import Graph
 
 
@@ -65,10 +65,17 @@ PASSES = (
     Pass("name", _name, why="weights are matched to Keras variables by their dense values"),
     Pass("fold_flatten", lambda g, c: tidy.fold_flatten(g)),
     Pass(
+        "block_filters",
+        lambda g, c: blocks.block_filters(g, c.prefer),
+        after=("name",),
+        why="a block-sparse filter keeps the name of the weight it stores",
+    ),
+    Pass(
         "encode",
         _encode,
-        after=("name",),
-        why="the sparse tensor takes over the name of the weight it stores",
+        after=("name", "block_filters"),
+        why="the sparse tensor takes over the name of the weight it stores; filters already "
+        "block-sparse are left as they are",
     ),
     Pass("drop_metadata", lambda g, c: tidy.drop_unread_metadata(g)),
     Pass(
