@@ -6,16 +6,17 @@ for the test suite). Starts one worker process per library (`bench.worker`; the 
 the same jobs in alternation, measures the exported files in a LiteRT child process
 (`bench.litert`), and writes `RESULTS.md`, `results.json` and PNG plots to `--out` (default
 `bench/`). No network access: the data ship with tfprune (MNIST sample) and gensim (Lee corpus).
+Last, the tfprune worker trains, times and exports MobileNetV2 and times ResNet50's mask updates
+(`bench.applications`; tfprune only); `--only mobilenet` runs just that part and merges it into
+the `results.json` an earlier run of the same preset left in `--out`.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,9 +25,12 @@ import time
 
 from bench import config as presets
 from bench import models, report
+from bench.machine import machine, tfmot_available, utc_now
 from bench.worker import EXPORT_KINDS, MARK
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The preset settings of the part that `--only mobilenet` runs.
+PART_SETTINGS = ("mobilenet_", "resnet_")
 
 
 class WorkerError(RuntimeError):
@@ -83,57 +87,19 @@ class Worker:
         self.log.close()
 
 
-def tfmot_available() -> bool:
-    """Whether tensorflow-model-optimization and tf_keras can be imported (checked by metadata)."""
-    import importlib.metadata
-
+def _earlier_results(path: str, preset: str) -> dict | str:
+    """The results of an earlier run of `preset` at `path`, or why they cannot be merged into."""
     try:
-        importlib.metadata.version("tensorflow-model-optimization")
-        importlib.metadata.version("tf-keras")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-def machine() -> dict:
-    """Where and with what the benchmark ran."""
-    import importlib.metadata
-
-    versions = {}
-    for name in (
-        "tensorflow",
-        "keras",
-        "tf-keras",
-        "tensorflow-model-optimization",
-        "ai-edge-litert",
-        "gensim",
-        "numpy",
-    ):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu": _cpu_name(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_at_start": os.getloadavg()[0],
-        "versions": versions,
-    }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as error:
+        return f"--only merges into an earlier run's results, and {path} is unreadable: {error}"
+    if results.get("config", {}).get("name") != preset:
+        return (
+            f"--only merges into the results of an earlier run of the same preset; {path} holds "
+            f"preset {results.get('config', {}).get('name')!r}, not {preset!r}"
+        )
+    return results
 
 
 def log(message: str) -> None:
@@ -144,7 +110,7 @@ def log(message: str) -> None:
 START = time.perf_counter()
 
 
-def run(cfg: presets.Config, out_dir: str, work: str) -> dict:
+def run(cfg: presets.Config, work: str, command: str) -> dict:
     """Runs every measurement of `cfg`; returns the results as a JSON-ready dict."""
     workers = {"tfprune": Worker("tfprune", work), "tfmot": Worker("tfmot", work)}
     libs = list(workers)
@@ -238,10 +204,63 @@ def run(cfg: presets.Config, out_dir: str, work: str) -> dict:
 
         results["paper"] = paper(workers["tfprune"], cfg, work, results)
         log("paper claims measured")
+        results["applications"] = applications(workers["tfprune"], cfg, work, command)
     finally:
         for w in workers.values():
             w.close()
     return results
+
+
+def applications(worker: Worker, cfg: presets.Config, work: str, command: str) -> dict:
+    """MobileNetV2 pruned, timed and exported, and ResNet50's mask updates (`bench.applications`,
+    tfprune only), with when, how and how long this part ran."""
+    start = time.perf_counter()
+    out = {
+        "command": command,
+        "date_utc": utc_now(),
+        "load_average_at_start": os.getloadavg()[0],
+    }
+    mobilenet = out["mobilenet"] = worker("mobilenet_start", **cfg.mobilenet_options())
+    log("MobileNetV2 dense warm-up done")
+    warmup, ramp, finetune = cfg.mobilenet_epochs
+    mobilenet["rounds"] = []
+    for index in range(ramp + finetune):
+        answer = worker("mobilenet_round", index=index)
+        mobilenet["rounds"].append(answer)
+        times = ", ".join(f"{name} {answer['seconds'][name]:.1f}s" for name in answer["order"])
+        log(f"MobileNetV2 round {index + 1} of {ramp + finetune}: {times}")
+    mobilenet.update(worker("mobilenet_score"))
+    mobilenet["export"] = []
+    for row in mobilenet["models"]:
+        for kind in cfg.mobilenet_kinds:
+            path = os.path.join(work, f"mobilenet_{row['model']}_{kind}.tflite")
+            mobilenet["export"].append(
+                worker(
+                    "mobilenet_export",
+                    model=row["model"],
+                    kind=kind,
+                    path=path,
+                    calibration=cfg.calibration,
+                )
+            )
+    log("MobileNetV2 exported")
+    out["resnet50"] = worker("resnet50_masks", updates=cfg.resnet_updates)
+    log("ResNet50 mask updates timed")
+    out["load_average_at_end"] = os.getloadavg()[0]
+    out["wall_s"] = time.perf_counter() - start
+    return out
+
+
+def run_applications(cfg: presets.Config, work: str, command: str) -> dict:
+    """Runs `applications` alone, in a tfprune worker of its own."""
+    worker = Worker("tfprune", work)
+    try:
+        data_path = os.path.join(work, "data.npz")
+        worker("prepare", path=data_path, **cfg.data_options())
+        worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
+        return applications(worker, cfg, work, command)
+    finally:
+        worker.close()
 
 
 def litert(data_path: str, repeats: int, files: dict[str, str]) -> dict:
@@ -322,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_const",
         dest="mode",
         const="quick",
-        help="about 10 minutes on 2 cores (the default)",
+        help="about 15 minutes on 2 cores (the default)",
     )
     mode.add_argument(
         "--full",
@@ -344,13 +363,25 @@ def main(argv: list[str] | None = None) -> None:
         help="where RESULTS.md, results.json and the plots go",
     )
     parser.add_argument(
+        "--only",
+        choices=("mobilenet",),
+        help="run only MobileNetV2 and ResNet50's masks (tfprune only) and merge them into the "
+        "results.json that an earlier run of the same preset left in --out",
+    )
+    parser.add_argument(
         "--keep-files",
         action="store_true",
         help="keep the work directory (data, .tflite files, worker logs)",
     )
     args = parser.parse_args(argv)
     cfg = presets.PRESETS[args.mode or "quick"]
-    if not tfmot_available():
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    results_path = os.path.join(args.out, "results.json")
+    if args.only:
+        earlier = _earlier_results(results_path, cfg.name)
+        if isinstance(earlier, str):
+            parser.exit(2, f"error: {earlier}\n")
+    elif not tfmot_available():
         parser.exit(
             2,
             "error: the benchmark compares against tensorflow-model-optimization; "
@@ -359,13 +390,18 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="tfprune-bench-")
     try:
-        results = run(cfg, args.out, work)
-        results["wall_s"] = time.perf_counter() - START
-        results["machine"]["load_average_at_end"] = os.getloadavg()[0]
-        results["command"] = "python -m bench " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
-        with open(os.path.join(args.out, "results.json"), "w") as f:
+        if args.only:
+            results = earlier
+            # This part's settings join (or replace) those the earlier run recorded.
+            part = {k: v for k, v in cfg.as_dict().items() if k.startswith(PART_SETTINGS)}
+            results["config"] = {**results["config"], **part}
+            results["applications"] = run_applications(cfg, work, command)
+        else:
+            results = run(cfg, work, command)
+            results["wall_s"] = time.perf_counter() - START
+            results["machine"]["load_average_at_end"] = os.getloadavg()[0]
+            results["command"] = command
+        with open(results_path, "w") as f:
             json.dump(results, f, indent=1)
         report.write(results, args.out)
         log(f"wrote {os.path.join(args.out, 'RESULTS.md')}")

@@ -13,7 +13,11 @@ class Config:
 
     `parallel` runs the two workers' jobs at the same time (smoke runs only: it spoils
     timings). Epochs are per phase of the protocol in `bench.protocol`: dense warm-up, cubic ramp,
-    fine-tuning with frozen masks; `frequency` is the mask-update interval in steps.
+    fine-tuning with frozen masks; `frequency` is the mask-update interval in steps. The
+    `mobilenet_*` and `resnet_*` settings are those of `bench.applications` (tfprune only):
+    MobileNetV2 on `mobilenet_train` digits resized to `mobilenet_size` pixels, exported as
+    `mobilenet_kinds`, and ResNet50's ramp to 90% over `resnet_updates` steps, one timed mask
+    update at each step.
     """
 
     name: str
@@ -43,6 +47,14 @@ class Config:
     latency_repeats: int = 300
     mask_size: int = 4096
     mask_repeats: int = 3
+    mobilenet_size: int = 96
+    mobilenet_train: int = 1000
+    mobilenet_test: int = 1000
+    mobilenet_epochs: tuple[int, int, int] = (3, 3, 4)
+    mobilenet_frequency: int = 4
+    mobilenet_targets: tuple[float, ...] = (0.75, 0.9)
+    mobilenet_kinds: tuple[str, ...] = ("float32", "int8")
+    resnet_updates: int = 8
     parallel: bool = False
 
     def seeds(self, model: str) -> tuple[int, ...]:
@@ -68,6 +80,20 @@ class Config:
             "lstm_vocab": self.lstm_vocab,
             "lstm_length": self.lstm_length,
             "lstm_train": self.lstm_train,
+        }
+
+    def mobilenet_options(self) -> dict:
+        """Arguments of the worker's `mobilenet_start` job."""
+        warmup, ramp, finetune = self.mobilenet_epochs
+        return {
+            "size": self.mobilenet_size,
+            "train": self.mobilenet_train,
+            "test": self.mobilenet_test,
+            "sparsities": list(self.mobilenet_targets),
+            "warmup": warmup,
+            "ramp": ramp,
+            "finetune": finetune,
+            "frequency": self.mobilenet_frequency,
         }
 
     def as_dict(self) -> dict:
@@ -101,6 +127,14 @@ PRESETS = {
         library_seeds=(0,),
         mask_size=256,
         mask_repeats=1,
+        mobilenet_size=32,
+        mobilenet_train=128,
+        mobilenet_test=64,
+        mobilenet_epochs=(1, 1, 1),
+        mobilenet_frequency=1,
+        mobilenet_targets=(0.9,),
+        mobilenet_kinds=("float32",),
+        resnet_updates=2,
         parallel=True,
     ),
     "quick": Config(name="quick"),
@@ -118,5 +152,9 @@ PRESETS = {
         time_repeats=7,
         latency_repeats=2000,
         mask_repeats=7,
+        mobilenet_train=4000,
+        mobilenet_epochs=(4, 6, 3),
+        mobilenet_frequency=10,
+        resnet_updates=16,
     ),
 }

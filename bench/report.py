@@ -12,7 +12,7 @@ import os
 import statistics
 import sys
 
-from bench import models
+from bench import applications, models
 
 NAMES = {"lenet": "LeNet-300-100", "cnn": "small CNN", "lstm": "2-layer LSTM LM"}
 LIBS = ("tfprune", "tfmot")
@@ -244,7 +244,8 @@ def _paper_section(results: dict) -> list[str]:
         "",
         "One-shot: `PolynomialDecay(0, target, begin_step=0, end_step=0)`, i.e. prune to the "
         "target at the first step after the dense warm-up, then train the same ramp + "
-        f"fine-tuning epochs with frozen masks. Test accuracy, mean ± sd over seeds {seeds}.",
+        "fine-tuning epochs with frozen masks. Test accuracy, mean ± sd over seeds "
+        f"({', '.join(map(str, seeds))}).",
         "",
         "| model | target | gradual (cubic) | one-shot | gradual - one-shot |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -427,6 +428,7 @@ def write(results: dict, out_dir: str) -> str:
         *_export_section(results),
         *_mask_section(results),
         *_paper_section(results),
+        *(applications.report_section(results) if "applications" in results else []),
         "<!-- --8<-- [end:results] -->",
         "",
         "## Plots",

@@ -68,6 +68,7 @@ class Worker:
         self.timers: dict[str, protocol.EpochTimer] = {}
         self.mask_updates: dict[int, object] = {}
         self.lstm_units = 64
+        self.mobilenet = None
 
     def build(self, model: str, width: float = 1.0):
         k = self.lib.keras
@@ -183,8 +184,7 @@ class Worker:
                     with open(path, "wb") as f:
                         f.write(data)
             except Exception as error:  # the converters raise many unrelated classes
-                lines = [line for line in str(error).strip().splitlines() if line.strip()]
-                errors[kind] = f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]
+                errors[kind] = error_summary(error)
                 continue
             paths[kind] = path
             seconds[kind] = time.perf_counter() - start
@@ -201,12 +201,49 @@ class Worker:
         update()
         return {"seconds": time.perf_counter() - start}
 
+    def job_mobilenet_start(self, size: int, train: int, test: int, **options) -> dict:
+        """Builds the MobileNetV2 runs of `bench.applications` and trains the dense warm-up."""
+        from bench.applications import InterleavedPruning, rgb_digits
+
+        (x, y), (xt, yt) = self.data["lenet"]
+        data = ((rgb_digits(x[:train], size), y[:train]), (rgb_digits(xt[:test], size), yt[:test]))
+        self.mobilenet = InterleavedPruning(
+            self.lib, lambda: models.mobilenet_v2(self.lib.keras, size), data, seed=0, **options
+        )
+        dense = self.mobilenet.models["dense"][0]
+        return {
+            "train": len(data[0][1]),
+            "test": len(data[1][1]),
+            "parameters": dense.count_params(),
+        }
+
+    def job_mobilenet_round(self, index: int) -> dict:
+        return self.mobilenet.round(index)
+
+    def job_mobilenet_score(self) -> dict:
+        return self.mobilenet.score()
+
+    def job_mobilenet_export(self, model: str, kind: str, path: str, calibration: int) -> dict:
+        return self.mobilenet.export(model, None if kind == "float32" else kind, path, calibration)
+
+    def job_resnet50_masks(self, updates: int) -> dict:
+        from bench.applications import resnet50_masks
+
+        self.mobilenet = None  # its models and images are done with: ResNet50 needs the memory
+        return resnet50_masks(updates)
+
 
 # The files each library writes per model: tfprune's two layout preferences, tfmot's one route.
 EXPORT_KINDS = {
     "tfprune": ("float32", "float32 speed", "int8", "int8 speed"),
     "tfmot": ("float32", "int8"),
 }
+
+
+def error_summary(error: Exception) -> str:
+    """The error's class and its last non-empty line, at most 300 characters: a report cell."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 def _tfmot_convert(model, calibration) -> bytes:

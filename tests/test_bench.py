@@ -63,11 +63,72 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
         file_score = results["export"][f"lstm/{lib}/float32"]["accuracy"]
         assert file_score == pytest.approx(keras_score, rel=1e-3), lib
     assert all(len(results["mask"][lib]) == 1 for lib in ("tfprune", "tfmot"))
+    _check_applications(results["applications"])
     report = (tmp_path / "RESULTS.md").read_text()
-    for heading in ("Training time", "Accuracy after pruning", "Exported LiteRT", "(a)", "(b)"):
+    for heading in (
+        "Training time",
+        "Accuracy after pruning",
+        "Exported LiteRT",
+        "(a)",
+        "(b)",
+        "MobileNetV2 and ResNet50",
+    ):
         assert heading in report
     for name in ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def _check_applications(part):
+    """The smoke run's MobileNetV2 and ResNet50 part: one target, float32 files, 2 updates."""
+    mobilenet = part["mobilenet"]
+    dense, pruned = mobilenet["models"]
+    assert (dense["model"], pruned["model"]) == ("dense", "0.9")
+    assert 0.0 <= dense["score"] <= 1.0 and 0.0 <= pruned["score"] <= 1.0
+    assert dense["sparsity"] == 0.0 and pruned["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert [r["order"] for r in mobilenet["rounds"]] == [["dense", "0.9"], ["0.9", "dense"]]
+    files = {row["model"]: row for row in mobilenet["export"]}
+    assert {row["kind"] for row in mobilenet["export"]} == {"float32"}
+    assert 0 < files["0.9"]["bytes"] < files["dense"]["bytes"] / 4, files
+    for name, row in files.items():  # a float32 file scores what its Keras model scores
+        keras_score = dense["score"] if name == "dense" else pruned["score"]
+        assert row["score"] == pytest.approx(keras_score, abs=0.05)
+    resnet = part["resnet50"]
+    assert resnet["mask_dtype"] == "bool"
+    assert resnet["mask_bytes"] == resnet["pruned_entries"] > 25_000_000
+    assert resnet["pruned_weight_bytes"] == 4 * resnet["pruned_entries"]
+    assert resnet["sparsity"] == pytest.approx(0.9, abs=1e-6)
+    assert [u["step"] for u in resnet["updates"]] == [0, 1, 2]
+    assert part["wall_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "earlier, message",
+    [(None, "unreadable"), ({"config": {"name": "quick"}}, "holds preset 'quick'")],
+)
+def test_only_merges_into_results_of_the_same_preset(tmp_path, capsys, earlier, message):
+    from bench.__main__ import main
+
+    if earlier is not None:
+        (tmp_path / "results.json").write_text(json.dumps(earlier))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--smoke", "--only", "mobilenet", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_mobilenet_takes_digits_resized_to_rgb():
+    from bench.applications import rgb_digits
+
+    x = np.random.default_rng(0).random((3, 28, 28)).astype("float32")
+    images = rgb_digits(x, 32)
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.float32
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    model = models.mobilenet_v2(keras, 32)
+    assert model.count_params() == 423_018
+    assert model.output_shape == (None, 10)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == 0.9 for layer in norms)
 
 
 @pytest.mark.parametrize("width", [0.25, 0.5, 1.0])
