@@ -28,7 +28,7 @@ def _fresh(layer: Any) -> Any:
     Building from the layer's own build config gives the copy every shape the original saw
     (a MultiHeadAttention's query, value and key shapes), which no single input shape can.
     """
-    new = recreate(layer.__class__, config_of(layer), name=layer.name)
+    new = recreate(layer.__class__, config_of(layer), name=layer.name, original=layer)
     # A layer made of layers may build its parts only when first called; each part of the
     # copy is built from its original's build config, outer layers first.
     for original, part in zip(walk(layer), walk(new), strict=False):

@@ -22,19 +22,29 @@ def _init_parameters(cls: type) -> set[str]:
     return names
 
 
-def _own_parameters(cls: type) -> set[str]:
-    """The named constructor arguments of `cls` and its bases below `keras.layers.Layer`."""
-    names: set[str] = set()
+def _forgotten(cls: type, config: dict[str, Any], original: Any) -> list[str]:
+    """Constructor arguments of `cls` (below `keras.layers.Layer`) that `config` leaves out
+    while `original` holds a value other than their default under the same name: a copy
+    would take the default and be another layer."""
+    forgotten = []
     for klass in cls.__mro__:
         if klass is keras.layers.Layer:
             break
-        if "__init__" in vars(klass):
-            names |= {
-                p.name
-                for p in inspect.signature(klass.__init__).parameters.values()
-                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
-            }
-    return names
+        if "__init__" not in vars(klass):
+            continue
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.name in config or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if p.name == "self" or p.default is p.empty or p.default is None:
+                continue
+            value = getattr(original, p.name, p.default)
+            try:
+                differs = bool(value != p.default)
+            except Exception:  # noqa: BLE001 - arrays and the like: not comparable
+                differs = False
+            if differs:
+                forgotten.append(p.name)
+    return sorted(set(forgotten))
 
 
 def config_of(layer: Any) -> dict[str, Any]:
@@ -54,12 +64,20 @@ def config_of(layer: Any) -> dict[str, Any]:
         ) from error
 
 
-def recreate(cls: type, config: dict[str, Any], *, name: str = "", custom_objects: Any = None):
+def recreate(
+    cls: type,
+    config: dict[str, Any],
+    *,
+    name: str = "",
+    custom_objects: Any = None,
+    original: Any = None,
+):
     """`cls.from_config(config)`, retried with only the arguments the constructor names.
 
     Some layers list values derived from their arguments in `get_config` (KerasHub's
     `ViTPatchingAndEmbedding`: `num_patches`) that their constructor then refuses; the
-    arguments it does take rebuild the same layer.
+    arguments it does take rebuild the same layer, unless `original` (the layer being copied)
+    holds a non-default value for an argument the config leaves out.
 
     Raises:
         ValueError: If the layer cannot be re-created either way.
@@ -74,7 +92,7 @@ def recreate(cls: type, config: dict[str, Any], *, name: str = "", custom_object
                 f"Cannot re-create layer '{name or config.get('name')}' of type {cls.__name__}: "
                 f"from_config(get_config()) fails ({error}). Fix the layer's get_config()."
             ) from error
-        missing = sorted(_own_parameters(cls) - set(config))
+        missing = _forgotten(cls, config, original) if original is not None else []
         if missing:
             # The constructor would take defaults for what get_config() forgot: another layer.
             raise ValueError(
