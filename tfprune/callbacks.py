@@ -9,9 +9,10 @@ from typing import Any
 import keras
 from keras import ops
 
+from tfprune.allocation import update_masks_together
 from tfprune.masks import sparsity
 from tfprune.prune import pruning_wrappers, warn_replaced_masks
-from tfprune.wrapper import PruneLowMagnitude, update_masks_together
+from tfprune.wrapper import PruneLowMagnitude
 
 __all__ = ["UpdatePruningStep", "PruningSummaries"]
 

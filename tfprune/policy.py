@@ -241,9 +241,8 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
             activation = activation if isinstance(activation, str) else activation.get("config")
             return activation in ("relu", "relu6", "leaky_relu", "elu", "sigmoid")
         # `x + y`, `x - y`, `x * y` in a model's code are Keras operations in its graph.
-        operation = type(layer)
-        return operation.__module__.startswith("keras.src.ops") and operation.__name__ in (
-            "Add",
-            "Subtract",
-            "Multiply",
+        return (
+            isinstance(layer, keras.Operation)
+            and not isinstance(layer, keras.layers.Layer)
+            and type(layer).__name__ in ("Add", "Subtract", "Multiply")
         )

@@ -261,3 +261,15 @@ class ConstantSparsity(PruningSchedule):
             "end_step": self.end_step,
             "frequency": self.frequency,
         }
+
+
+def as_schedule(value: Any) -> PruningSchedule:
+    """`value` as a schedule: a `PruningSchedule`, or its serialized config."""
+    if isinstance(value, dict):
+        value = keras.saving.deserialize_keras_object(value)
+    if not isinstance(value, PruningSchedule):
+        raise TypeError(
+            "Argument `pruning_schedule` must be a tfprune.PruningSchedule. "
+            f"Received: pruning_schedule={value!r} of type {type(value).__name__}"
+        )
+    return value

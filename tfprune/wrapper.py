@@ -11,10 +11,11 @@ import keras
 from keras import ops
 
 from tfprune import masks as _masks
+from tfprune.calls import Untracked, call_like
 from tfprune.patterns import Pattern
 from tfprune.rebuild import deserialize_layer
 from tfprune.registry import prunable_weights, supports, weight_label
-from tfprune.schedules import ConstantSparsity, PruningSchedule
+from tfprune.schedules import ConstantSparsity, PruningSchedule, as_schedule
 from tfprune.walk import walk
 
 __all__ = ["PruneLowMagnitude"]
@@ -25,46 +26,6 @@ def default_schedule(pattern: Pattern) -> PruningSchedule:
     if pattern.m_by_n is not None:
         return ConstantSparsity(0.5, begin_step=0, end_step=0, frequency=1)
     return ConstantSparsity(0.5, begin_step=0)
-
-
-def _schedule_from(value: Any) -> PruningSchedule:
-    if isinstance(value, dict):
-        value = keras.saving.deserialize_keras_object(value)
-    if not isinstance(value, PruningSchedule):
-        raise TypeError(
-            "Argument `pruning_schedule` must be a tfprune.PruningSchedule. "
-            f"Received: pruning_schedule={value!r} of type {type(value).__name__}"
-        )
-    return value
-
-
-def _call_like(wrapper: Any, layer: Any) -> Callable:
-    """`wrapper.call` with `layer.call`'s signature, plus `training` and `mask` if it lacks them."""
-    parameters = list(inspect.signature(layer.call).parameters.values())
-    names = {p.name for p in parameters}
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
-        for name in ("training", "mask")
-        if name not in names
-    ]
-    keywords = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
-    others = [p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD]
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return type(wrapper).call(wrapper, *args, **kwargs)
-
-    call.__signature__ = inspect.Signature(others + extra + keywords)
-    return call
-
-
-class _Untracked:
-    """References Keras must not track: the wrapped layer owns (and saves) these variables; a
-    list on the wrapper would make them the wrapper's too and save them twice."""
-
-    __slots__ = ("items",)
-
-    def __init__(self, items: Any) -> None:
-        self.items = tuple(items)
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
@@ -137,7 +98,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 "(get_prunable_weights) for a custom layer."
             )
         self.pattern = Pattern.of(block_size, block_pooling_type, sparsity_m_by_n)
-        schedule = _schedule_from(pruning_schedule or default_schedule(self.pattern))
+        schedule = as_schedule(pruning_schedule or default_schedule(self.pattern))
         if allocation_group is not None and not isinstance(allocation_group, str):
             raise TypeError(
                 "Argument `allocation_group` must be None or a string. "
@@ -147,13 +108,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         # Keras binds the arguments of a call to `call`'s signature: the wrapper takes the
         # wrapped layer's own (`block(seq=x)`, `block(x, bias=t, flag=False)`), read by Keras
         # when the layer is created.
-        object.__setattr__(self, "call", _call_like(self, layer))
+        object.__setattr__(self, "call", call_like(self, layer))
         super().__init__(layer, **kwargs)
         self.pruning_schedule = schedule
         self.allocation_group = allocation_group
         self.supports_masking = layer.supports_masking
         self._call_params = frozenset(inspect.signature(layer.call).parameters)
-        self._pruned = _Untracked(())
+        self._pruned = Untracked(())
         self._masks: list[Any] = []
         self.pruning_step = None
         # Set through attach_driver (UpdatePruningStep does it): training without a driver is
@@ -221,7 +182,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             warning = self.pattern.check(w, self._describe(w))
             if warning:
                 warnings.warn(warning, UserWarning, stacklevel=3)
-        self._pruned = _Untracked(weights)
+        self._pruned = Untracked(weights)
         self._masks = [self._new_mask(w) for w in weights]
         self.pruning_step = self.add_weight(
             name="pruning_step", shape=(), dtype="int32", initializer="zeros", trainable=False
@@ -430,36 +391,3 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             config.pop("pruning_schedule"), custom_objects=custom_objects
         )
         return cls(layer, pruning_schedule=schedule, **config)
-
-
-def update_masks_together(
-    wrappers: list[PruneLowMagnitude], sparsity: float, step: int | None = None
-) -> None:
-    """Recomputes the masks of several wrappers with one magnitude threshold across them all.
-
-    Exactly `round(sparsity * n)` entries are masked over the `n` entries of all their pruned
-    weights, the smallest magnitudes of `weight * mask` first, ties broken by position in the
-    order of `wrappers` and their weights; each weight ends up with its own sparsity.
-
-    Args:
-        wrappers: The wrappers pruned together (an allocation group).
-        sparsity: Target sparsity of the total, in [0, 1).
-        step: The training step to record in each `pruning_step`. Defaults to None.
-
-    Raises:
-        ValueError: If a weight holds NaN or Inf values.
-    """
-    pairs = [(wrapper, w, m) for wrapper in wrappers for w, m in wrapper.pruned_weights]
-    effective = [wrapper._effective(w, m) for wrapper, w, m in pairs]
-    names = [wrapper._describe(w) for wrapper, w, _ in pairs]
-    patterns = {wrapper.pattern for wrapper in wrappers}
-    if len(patterns) != 1:
-        raise ValueError(
-            "Wrappers pruned together must share one pattern (block size, pooling, N:M). "
-            f"Received: {sorted(map(str, patterns))}"
-        )
-    computed = patterns.pop().masks(effective, sparsity, names)
-    for (wrapper, w, m), values, new in zip(pairs, effective, computed, strict=True):
-        wrapper._set_mask(w, m, values, new)
-    for wrapper in wrappers:
-        wrapper._finish_update(step)
