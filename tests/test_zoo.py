@@ -89,9 +89,6 @@ ZOO = {
 }
 # Round-tripped through a weights file rather than `.keras`: see the test.
 WEIGHTS_FILE_ONLY = {"GPT2CausalLM"}
-# Exported in float32 only, to keep the suite's time: its operators (convolutions, swish,
-# squeeze-excite) are exported in int8 with the two MobileNets.
-FLOAT32_ONLY = {"EfficientNetV2B0"}
 
 
 def inputs_for(model, rows: int = 8):
@@ -159,7 +156,7 @@ def test_prune_train_save_load_strip_export(name, tmp_path):
     # Every weight a rule covers is at the target: the share of zeros is what the rules allow.
     assert zero_share(stripped) == pytest.approx(SPARSITY * prunable / total, abs=0.01)
     assert prunable / total > 0.85  # the rest: biases, normalization, position embeddings
-    for quantize in (None,) if name in FLOAT32_ONLY else (None, "int8"):
+    for quantize in (None, "int8"):
         result = tfprune.export.to_tflite(
             stripped, tmp_path / f"{quantize}.tflite", quantize=quantize, representative_data=x
         )
