@@ -11,6 +11,15 @@ version would be delegated and read the packed buffer as dense).
 
 A Keras `Dense` kernel is [in, out], so LiteRT's 1x4 and 1x16 blocks are Keras blocks (4, 1)
 and (16, 1): `prune_low_magnitude(..., block_size=(4, 1))`.
+
+Int8 filters whose input width is not a multiple of 16 (a 300-wide hidden layer) are stored with
+a last block padded with zeros. The kernel multiplies every stored block with 16 input values,
+so it reads up to 15 values past the end of each input row: values of the next row, or the
+interpreter's arena padding, all multiplied by the zero padding, which in integer arithmetic
+adds exactly nothing. Such filters are written only when the FC reads a tensor that an
+operator of the graph produces (in the interpreter's arena), never a graph input that a caller
+may place in a buffer of its own. Float32 filters never get a padded block: a NaN or Inf past
+the row times zero is NaN.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import numpy as np
 from tfprune.export.encode import DENSIFY_OVERHEAD, choose_layout, index_vector, index_width
 from tfprune.export.graph import Graph, schema, tensor_type
 
-__all__ = ["BLOCK_WIDTHS", "block_filters"]
+__all__ = ["BLOCK_WIDTHS", "block_filters", "decode_blocks"]
 
 # The filter types LiteRT's sparse FULLY_CONNECTED kernels take, and their block widths.
 BLOCK_WIDTHS = {"FLOAT32": 4, "INT8": 16}
@@ -43,13 +52,19 @@ def _opcode_v8(graph: Graph) -> int:
     return len(graph.model.operatorCodes) - 1
 
 
-def _eligible(graph: Graph, op, tensor) -> int | None:
-    """The block width for this FC's filter, or None when the sparse kernels cannot take it."""
+def _eligible(graph: Graph, op, tensor, produced: bool) -> int | None:
+    """The block width for this FC's filter, or None when the sparse kernels cannot take it.
+
+    `produced`: whether the FC's input is the output of an operator (see the module docstring
+    for why padded int8 blocks need it).
+    """
     s = schema()
     kinds = {tensor_type(name): width for name, width in BLOCK_WIDTHS.items()}
     width = kinds.get(tensor.type)
     shape = [int(d) for d in tensor.shape]
-    if width is None or len(shape) != 2 or shape[1] % width or tensor.sparsity is not None:
+    if width is None or len(shape) != 2 or tensor.sparsity is not None:
+        return None
+    if shape[1] % width and (tensor.type != tensor_type("INT8") or not produced):
         return None
     options = op.builtinOptions
     if options is not None:
@@ -67,10 +82,16 @@ def _eligible(graph: Graph, op, tensor) -> int | None:
 
 
 def encode_blocks(values: np.ndarray, width: int):
-    """`(SparsityParametersT, packed values, bytes in all)` for a filter `[out, in]`."""
+    """`(SparsityParametersT, packed values, bytes in all)` for a filter `[out, in]`; a last
+    block narrower than `width` is padded with zeros."""
     s = schema()
     rows, cols = values.shape
-    tiles = values.reshape(rows, cols // width, width)
+    blocks = -(-cols // width)
+    if cols % width:
+        padded = np.zeros((rows, blocks * width), values.dtype)
+        padded[:, :cols] = values
+        values = padded
+    tiles = values.reshape(rows, blocks, width)
     kept = np.any(tiles != 0, axis=2)
     if not kept.any():
         kept[0, 0] = True  # an empty buffer is not a constant: keep one block
@@ -82,7 +103,7 @@ def encode_blocks(values: np.ndarray, width: int):
     outer, middle, inner = (s.DimensionMetadataT() for _ in range(3))
     outer.format, outer.denseSize = s.DimensionType.DENSE, rows
     middle.format = s.DimensionType.SPARSE_CSR
-    segment_bytes, index_bytes = index_width(int(segments[-1])), index_width(cols // width - 1)
+    segment_bytes, index_bytes = index_width(int(segments[-1])), index_width(blocks - 1)
     middle.arraySegmentsType, middle.arraySegments = index_vector(segments, segment_bytes)
     middle.arrayIndicesType, middle.arrayIndices = index_vector(indices, index_bytes)
     inner.format, inner.denseSize = s.DimensionType.DENSE, width
@@ -90,6 +111,21 @@ def encode_blocks(values: np.ndarray, width: int):
     packed = tiles[kept]
     total = packed.nbytes + segments.size * segment_bytes + indices.size * index_bytes
     return params, packed, total
+
+
+def decode_blocks(tensor, packed: np.ndarray) -> np.ndarray:
+    """The dense `[out, in]` filter that a block-sparse tensor (as `encode_blocks` writes it,
+    and as the stock converter does) holds, from its packed values."""
+    meta = tensor.sparsity.dimMetadata
+    rows, cols = (int(d) for d in tensor.shape)
+    width = int(meta[2].denseSize)
+    segments = np.asarray(meta[1].arraySegments.values, dtype=np.int64)
+    indices = np.asarray(meta[1].arrayIndices.values, dtype=np.int64)
+    blocks = -(-cols // width)
+    tiles = np.zeros((rows, blocks, width), packed.dtype)
+    row_of = np.repeat(np.arange(rows), np.diff(segments))
+    tiles[row_of, indices] = packed.reshape(-1, width)[: len(indices)]
+    return tiles.reshape(rows, blocks * width)[:, :cols]
 
 
 def block_filters(graph: Graph, prefer: str = "size") -> list[int]:
@@ -105,6 +141,7 @@ def block_filters(graph: Graph, prefer: str = "size") -> list[int]:
     for subgraph in graph.subgraphs:
         owners = Counter(t.buffer for g in graph.subgraphs for t in g.tensors)
         readers = Counter(int(i) for op in subgraph.operators for i in op.inputs if i >= 0)
+        produced = {int(o) for op in subgraph.operators for o in op.outputs}
         for name, op in list(subgraph.walk_ops()):
             if name != "FULLY_CONNECTED" or len(op.inputs) < 2:
                 continue
@@ -112,7 +149,7 @@ def block_filters(graph: Graph, prefer: str = "size") -> list[int]:
             tensor = subgraph.tensors[t]
             if t in subgraph.boundary or owners[tensor.buffer] != 1 or readers[t] != 1:
                 continue
-            width = _eligible(graph, op, tensor)
+            width = _eligible(graph, op, tensor, int(op.inputs[0]) in produced)
             values = subgraph.constant(t)
             if width is None or values is None:
                 continue

@@ -173,6 +173,7 @@ def kernel_weights(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from tfprune.export import verify
+    from tfprune.export.blocks import decode_blocks
 
     path = os.fspath(path)
     verify.smoke_test(path)
@@ -196,5 +197,8 @@ def kernel_weights(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
             tensor = subgraph.tensors[t]
             label = tensor.name.decode(errors="replace") if tensor.name else ""
             label = label or f"{name} #{position} input {parameter.slot}"
-            weights.append((label, np.array(interpreter.get_tensor(t))))
+            values = np.array(interpreter.get_tensor(t))
+            if tensor.sparsity is not None and tensor.sparsity.blockMap is not None:
+                values = decode_blocks(tensor, values)  # read packed by the sparse kernel
+            weights.append((label, values))
     return weights
