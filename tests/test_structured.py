@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -162,3 +164,26 @@ def test_check_sparsity_m_by_n_command(two_of_four, capsys):
         main(["tfprune", "check_sparsity_m_by_n", str(folder / "m.keras"), "--m_by_n", "a,b"]) == 1
     )
     assert "--m_by_n must be two integers" in capsys.readouterr().err
+
+
+def test_m_by_n_groups_of_attention_kernels_run_along_their_input_features(tmp_path):
+    # An attention query kernel is [features, heads, head_dim]: its input channels are the
+    # features (axis 0), not the heads, and LiteRT multiplies it as FULLY_CONNECTED [out, in].
+    inputs = keras.Input((5, 8))
+    outputs = layers.MultiHeadAttention(2, 4, name="attention")(inputs, inputs)
+    model = keras.Model(inputs, outputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # two heads are not "too few input channels"
+        pruned = tfprune.prune_low_magnitude(model, sparsity_m_by_n=(2, 4))
+    x = np.random.default_rng(0).standard_normal((32, 5, 8)).astype("float32")
+    pruned.compile(optimizer="adam", loss="mse")
+    pruned.fit(x, x, epochs=1, batch_size=16, verbose=0, callbacks=[tfprune.UpdatePruningStep()])
+    report = tfprune.check_sparsity_m_by_n(pruned, 2, 4)
+    assert report.holds and [r.sparsity for r in report] == [0.5] * 4, str(report)
+    attention = tfprune.strip_pruning(pruned).get_layer("attention")
+    query = keras.ops.convert_to_numpy(attention.query_dense.kernel)  # [8, 2, 4]
+    groups = np.moveaxis(query, 0, -1).reshape(-1, 2, 4)  # per (head, dim): 8 features
+    assert np.all(np.count_nonzero(groups == 0, axis=-1) == 2)
+    output = keras.ops.convert_to_numpy(attention.output_dense.kernel)  # [2, 4, 8]
+    groups = np.moveaxis(output.reshape(8, 8), 0, -1).reshape(-1, 2, 4)
+    assert np.all(np.count_nonzero(groups == 0, axis=-1) == 2)

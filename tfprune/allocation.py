@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfprune.solvers import pattern_masks
+
 __all__ = ["update_masks_together"]
 
 
@@ -23,6 +25,7 @@ def update_masks_together(wrappers: list[Any], sparsity: float, step: int | None
         ValueError: If a weight holds NaN or Inf values.
     """
     pairs = [(wrapper, w, m) for wrapper in wrappers for w, m in wrapper.pruned_weights]
+    views = [view for wrapper in wrappers for view in wrapper._views.items]
     effective = [wrapper._effective(w, m) for wrapper, w, m in pairs]
     names = [wrapper._describe(w) for wrapper, w, _ in pairs]
     patterns = {wrapper.pattern for wrapper in wrappers}
@@ -31,7 +34,7 @@ def update_masks_together(wrappers: list[Any], sparsity: float, step: int | None
             "Wrappers pruned together must share one pattern (block size, pooling, N:M). "
             f"Received: {sorted(map(str, patterns))}"
         )
-    computed = patterns.pop().masks(effective, sparsity, names)
+    computed = pattern_masks(patterns.pop(), effective, sparsity, names, views)
     for (wrapper, w, m), values, new in zip(pairs, effective, computed, strict=True):
         wrapper._set_mask(w, m, values, new)
     for wrapper in wrappers:

@@ -17,6 +17,7 @@ from tfprune.files import atomic_path
 from tfprune.masks import count_nonzero
 from tfprune.patterns import holds_m_by_n
 from tfprune.registry import prunable_weights, prunes_itself, weight_label
+from tfprune.solvers import channel_view
 from tfprune.table import format_table
 from tfprune.walk import walk
 from tfprune.wrapper import PruneLowMagnitude
@@ -230,7 +231,11 @@ def check_sparsity_m_by_n(model: Any, m: int = 2, n: int = 4) -> PatternReport:
         model = keras.models.load_model(path)
     for layer, w, value in _prunable_values(model):
         name = f"{layer.name}/{weight_label(layer, w)}"
-        report.append(_pattern_row(name, ops.convert_to_numpy(value), (m, n), input_last=False))
+        host, view = ops.convert_to_numpy(value), channel_view(layer, w)
+        if view is not None:  # an EinsumDense kernel, as LiteRT's [out, in]
+            report.append(_pattern_row(name, view.to_matrix(host), (m, n), input_last=True))
+        else:
+            report.append(_pattern_row(name, host, (m, n), input_last=False))
     return report
 
 

@@ -140,3 +140,9 @@ def walk(layer: Any, *, into: Callable[[Any], bool] | None = None) -> Iterator[A
         yield current
         if into is None or into(current):
             stack.extend(reversed(children(current)))
+
+
+def owner_of(layer: Any, weight: Any) -> Any:
+    """The innermost layer of `layer` (itself included) that holds `weight`."""
+    holders = [sub for sub in walk(layer) if any(w is weight for w in sub.weights)]
+    return min(reversed(holders), key=lambda sub: len(sub.weights)) if holders else layer

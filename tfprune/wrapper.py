@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfprune import masks as _masks
@@ -16,6 +17,7 @@ from tfprune.patterns import Pattern
 from tfprune.rebuild import deserialize_layer
 from tfprune.registry import prunable_weights, supports, weight_label
 from tfprune.schedules import ConstantSparsity, PruningSchedule, as_schedule
+from tfprune.solvers import channel_view, pattern_masks
 from tfprune.walk import walk
 
 __all__ = ["PruneLowMagnitude"]
@@ -114,7 +116,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.allocation_group = allocation_group
         self.supports_masking = layer.supports_masking
         self._call_params = frozenset(inspect.signature(layer.call).parameters)
-        self._pruned = Untracked(())
+        self._pruned = self._views = Untracked(())
         self._masks: list[Any] = []
         self.pruning_step = None
         # Set through attach_driver (UpdatePruningStep does it): training without a driver is
@@ -178,8 +180,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     f"Cannot prune weight '{w.path}' of layer '{self.layer.name}': its dtype is "
                     f"{w.dtype}, and masks need a floating-point weight."
                 )
-        for w in weights:
-            warning = self.pattern.check(w, self._describe(w))
+        # N:M groups of an EinsumDense kernel run along its inputs, wherever they are.
+        self._views = Untracked(channel_view(self.layer, w) for w in weights)
+        for w, view in zip(weights, self._views.items, strict=True):
+            shaped = w if view is None else np.empty((view.inputs, view.outputs))
+            warning = self.pattern.check(shaped, self._describe(w))
             if warning:
                 warnings.warn(warning, UserWarning, stacklevel=3)
         self._pruned = Untracked(weights)
@@ -279,9 +284,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         Raises:
             ValueError: If a weight holds NaN or Inf values.
         """
-        for w, m in self.pruned_weights:
+        for (w, m), view in zip(self.pruned_weights, self._views.items, strict=True):
             effective = self._effective(w, m)
-            (new,) = self.pattern.masks([effective], sparsity, [self._describe(w)])
+            (new,) = pattern_masks(self.pattern, [effective], sparsity, [self._describe(w)], [view])
             self._set_mask(w, m, effective, new)
         self._finish_update(step)
 
