@@ -11,6 +11,7 @@ from typing import Any
 
 from tfprune import datasets
 from tfprune.callbacks import PruningSummaries, UpdatePruningStep
+from tfprune.oneshot import OneShotLayer, prune_one_shot
 from tfprune.policy import PruneForLatencyOnXNNPack, PruningPolicy
 from tfprune.prune import prune_low_magnitude, prune_scope, strip_pruning
 from tfprune.registry import PrunableLayer
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConstantSparsity",
+    "OneShotLayer",
     "PolynomialDecay",
     "PrunableLayer",
     "PruneForLatencyOnXNNPack",
@@ -34,6 +36,7 @@ __all__ = [
     "datasets",
     "export",
     "prune_low_magnitude",
+    "prune_one_shot",
     "prune_scope",
     "sparsity_report",
     "strip_pruning",
