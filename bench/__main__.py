@@ -6,9 +6,10 @@ for the test suite). Starts one worker process per library (`bench.worker`; the 
 the same jobs in alternation, measures the exported files in a LiteRT child process
 (`bench.litert`), and writes `RESULTS.md`, `results.json` and PNG plots to `--out` (default
 `bench/`). No network access: the data ship with tfprune (MNIST sample) and gensim (Lee corpus).
-Last, the tfprune worker trains, times and exports MobileNetV2 and times ResNet50's mask updates
-(`bench.applications`; tfprune only); `--only mobilenet` runs just that part and merges it into
-the `results.json` an earlier run of the same preset left in `--out`.
+Both workers also train LeNet with unstructured, block and 2:4 patterns (`bench.patterns`). Last,
+the tfprune worker trains, times and exports MobileNetV2 and times ResNet50's mask updates
+(`bench.applications`; tfprune only). `--only mobilenet` or `--only patterns` runs just that
+part and merges it into the `results.json` an earlier run of the same preset left in `--out`.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ import tempfile
 import time
 
 from bench import config as presets
-from bench import models, report
+from bench import models, patterns, report
 from bench.machine import machine, tfmot_available, utc_now
 from bench.worker import EXPORT_KINDS, MARK
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The preset settings of the part that `--only mobilenet` runs.
-PART_SETTINGS = ("mobilenet_", "resnet_")
 
 
 class WorkerError(RuntimeError):
@@ -170,6 +169,8 @@ def run(cfg: presets.Config, work: str, command: str) -> dict:
                     results["accuracy"][model][lib].append({"seed": seed, **summary})
                 log(f"accuracy of {model} (seed {seed}) measured")
 
+        results["patterns"] = run_patterns(workers, cfg, work, data_path)
+
         files = {}
         results["export"] = {}
         for model in cfg.export_models:
@@ -249,6 +250,30 @@ def applications(worker: Worker, cfg: presets.Config, work: str, command: str) -
     out["load_average_at_end"] = os.getloadavg()[0]
     out["wall_s"] = time.perf_counter() - start
     return out
+
+
+def run_patterns(workers: dict, cfg: presets.Config, work: str, data_path: str) -> dict:
+    """`bench.patterns` in the running workers, its files measured by `bench.litert`."""
+    start = time.perf_counter()
+    out = patterns.run(
+        workers, cfg, work, lambda files: litert(data_path, cfg.latency_repeats, files), log
+    )
+    out["wall_s"] = time.perf_counter() - start
+    return out
+
+
+def run_patterns_alone(cfg: presets.Config, work: str) -> dict:
+    """`run_patterns` in workers of its own."""
+    workers = {"tfprune": Worker("tfprune", work), "tfmot": Worker("tfmot", work)}
+    try:
+        data_path = os.path.join(work, "data.npz")
+        workers["tfprune"]("prepare", path=data_path, **cfg.data_options())
+        for worker in workers.values():
+            worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
+        return run_patterns(workers, cfg, work, data_path)
+    finally:
+        for worker in workers.values():
+            worker.close()
 
 
 def run_applications(cfg: presets.Config, work: str, command: str) -> dict:
@@ -332,6 +357,13 @@ def paper(worker: Worker, cfg: presets.Config, work: str, results: dict) -> dict
     return out
 
 
+# What `--only` runs: the preset settings of the part, its key in the results, its runner.
+PARTS = {
+    "mobilenet": (("mobilenet_", "resnet_"), "applications", run_applications),
+    "patterns": (("pattern_",), "patterns", lambda cfg, work, _: run_patterns_alone(cfg, work)),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parses the command line, runs the benchmark, writes the report."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -364,9 +396,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("mobilenet",),
-        help="run only MobileNetV2 and ResNet50's masks (tfprune only) and merge them into the "
-        "results.json that an earlier run of the same preset left in --out",
+        choices=tuple(PARTS),
+        help="run only one part and merge it into the results.json that an earlier run of the "
+        "same preset left in --out: 'mobilenet' (MobileNetV2 and ResNet50's masks, tfprune "
+        "only) or 'patterns' (unstructured, block and 2:4 pruning of LeNet, both libraries)",
     )
     parser.add_argument(
         "--keep-files",
@@ -381,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         earlier = _earlier_results(results_path, cfg.name)
         if isinstance(earlier, str):
             parser.exit(2, f"error: {earlier}\n")
-    elif not tfmot_available():
+    if args.only != "mobilenet" and not tfmot_available():
         parser.exit(
             2,
             "error: the benchmark compares against tensorflow-model-optimization; "
@@ -393,9 +426,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.only:
             results = earlier
             # This part's settings join (or replace) those the earlier run recorded.
-            part = {k: v for k, v in cfg.as_dict().items() if k.startswith(PART_SETTINGS)}
+            settings, key, runner = PARTS[args.only]
+            part = {k: v for k, v in cfg.as_dict().items() if k.startswith(settings)}
             results["config"] = {**results["config"], **part}
-            results["applications"] = run_applications(cfg, work, command)
+            results[key] = runner(cfg, work, command)
         else:
             results = run(cfg, work, command)
             results["wall_s"] = time.perf_counter() - START

@@ -17,7 +17,8 @@ class Config:
     `mobilenet_*` and `resnet_*` settings are those of `bench.applications` (tfprune only):
     MobileNetV2 on `mobilenet_train` digits resized to `mobilenet_size` pixels, exported as
     `mobilenet_kinds`, and ResNet50's ramp to 90% over `resnet_updates` steps, one timed mask
-    update at each step.
+    update at each step. The `pattern_*` settings are those of `bench.patterns`: its runs
+    ("PATTERN@SPARSITY", " fc1" to prune only the first layer), seeds, epochs and update interval.
     """
 
     name: str
@@ -55,6 +56,22 @@ class Config:
     mobilenet_targets: tuple[float, ...] = (0.75, 0.9)
     mobilenet_kinds: tuple[str, ...] = ("float32", "int8")
     resnet_updates: int = 8
+    pattern_runs: tuple[str, ...] = (
+        "unstructured@0.5",
+        "blocks 4x1@0.5",
+        "blocks 16x1@0.5",
+        "2:4",
+        "unstructured@0.75",
+        "blocks 4x1@0.75",
+        "blocks 16x1@0.75",
+        "unstructured@0.9",
+        "blocks 4x1@0.9",
+        "blocks 16x1@0.9",
+        "blocks 16x1@0.9 fc1",
+    )
+    pattern_seeds: tuple[int, ...] = (0,)
+    pattern_epochs: tuple[int, int, int] = (2, 3, 1)
+    pattern_frequency: int = 10
     parallel: bool = False
 
     def seeds(self, model: str) -> tuple[int, ...]:
@@ -80,6 +97,16 @@ class Config:
             "lstm_vocab": self.lstm_vocab,
             "lstm_length": self.lstm_length,
             "lstm_train": self.lstm_train,
+        }
+
+    def pattern_options(self) -> dict:
+        """Protocol options of the `bench.patterns` runs."""
+        warmup, ramp, finetune = self.pattern_epochs
+        return {
+            "warmup": warmup,
+            "ramp": ramp,
+            "finetune": finetune,
+            "frequency": self.pattern_frequency,
         }
 
     def mobilenet_options(self) -> dict:
@@ -135,6 +162,9 @@ PRESETS = {
         mobilenet_targets=(0.9,),
         mobilenet_kinds=("float32",),
         resnet_updates=2,
+        pattern_runs=("blocks 16x1@0.9", "2:4"),
+        pattern_epochs=(1, 1, 0),
+        pattern_frequency=2,
         parallel=True,
     ),
     "quick": Config(name="quick"),
@@ -156,5 +186,8 @@ PRESETS = {
         mobilenet_epochs=(4, 6, 3),
         mobilenet_frequency=10,
         resnet_updates=16,
+        pattern_seeds=(0, 1, 2),
+        pattern_epochs=(4, 6, 4),
+        pattern_frequency=25,
     ),
 }

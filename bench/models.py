@@ -21,9 +21,9 @@ def lenet(k: ModuleType, width: float = 1.0):
         [
             k.Input((28, 28)),
             k.layers.Flatten(),
-            k.layers.Dense(max(1, round(300 * width)), activation="relu"),
-            k.layers.Dense(max(1, round(100 * width)), activation="relu"),
-            k.layers.Dense(10),
+            k.layers.Dense(max(1, round(300 * width)), activation="relu", name="fc1"),
+            k.layers.Dense(max(1, round(100 * width)), activation="relu", name="fc2"),
+            k.layers.Dense(10, name="logits"),
         ]
     )
 

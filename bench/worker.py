@@ -33,6 +33,7 @@ def tfprune_library() -> SimpleNamespace:
         name="tfprune",
         keras=keras,
         PolynomialDecay=tfprune.PolynomialDecay,
+        ConstantSparsity=tfprune.ConstantSparsity,
         prune_low_magnitude=tfprune.prune_low_magnitude,
         UpdatePruningStep=tfprune.UpdatePruningStep,
         strip_pruning=tfprune.strip_pruning,
@@ -51,6 +52,7 @@ def tfmot_library() -> SimpleNamespace:
         name="tfmot",
         keras=tf_keras,
         PolynomialDecay=sparsity.PolynomialDecay,
+        ConstantSparsity=sparsity.ConstantSparsity,
         prune_low_magnitude=sparsity.prune_low_magnitude,
         UpdatePruningStep=sparsity.UpdatePruningStep,
         strip_pruning=sparsity.strip_pruning,
@@ -160,11 +162,18 @@ class Worker:
 
     def job_export(self, model: str, target: float, out_dir: str, calibration: int) -> dict:
         """Writes the float32 and int8 files of the kept model; a failed conversion is reported."""
-        plain = self.stripped[(model, target)]
         x = self.data[model][0][0][:calibration]
         prefix = os.path.join(out_dir, f"{self.lib.name}_{model}")
+        return self.write_files(
+            self.stripped[(model, target)], prefix, EXPORT_KINDS[self.lib.name], x
+        )
+
+    def write_files(self, plain, prefix: str, kinds, x, sparse: bool = True) -> dict:
+        """Writes `plain` as each of `kinds` ("float32", "int8", with " speed" for tfprune's
+        `prefer="speed"`) to `{prefix}_{kind}.tflite`: tfprune's `to_tflite` (with `sparse`),
+        or tfmot's documented converter route. A failed conversion is reported, not raised."""
         paths, seconds, errors = {}, {}, {}
-        for kind in EXPORT_KINDS[self.lib.name]:
+        for kind in kinds:
             path = f"{prefix}_{kind.replace(' ', '_')}.tflite"
             int8 = kind.startswith("int8")
             start = time.perf_counter()
@@ -178,6 +187,7 @@ class Worker:
                         quantize="int8" if int8 else None,
                         representative_data=x if int8 else None,
                         prefer="speed" if kind.endswith("speed") else "size",
+                        sparse=sparse,
                     )
                 else:
                     data = _tfmot_convert(plain, x if int8 else None)
@@ -189,6 +199,41 @@ class Worker:
             paths[kind] = path
             seconds[kind] = time.perf_counter() - start
         return {"paths": paths, "seconds": seconds, "errors": errors}
+
+    def job_pattern(
+        self,
+        spec: str,
+        seed: int,
+        init_path: str,
+        out_dir: str | None,
+        calibration: int,
+        **epochs,
+    ) -> dict:
+        """One run of `bench.patterns`; its float32 and int8 files when `out_dir` is given."""
+        from bench import patterns
+
+        summary, plain = patterns.train(self.lib, self.data["lenet"], spec, seed, init_path, epochs)
+        files = {"paths": {}, "errors": {}}
+        if out_dir:
+            name = spec.replace(" ", "_").replace(":", "by").replace("@", "_")
+            prefix = os.path.join(out_dir, f"{self.lib.name}_pattern_{name}")
+            x = self.data["lenet"][0][0][:calibration]
+            files = self.write_files(plain, prefix, EXPORT_KINDS[self.lib.name], x)
+        return {"summary": summary, **files}
+
+    def job_pattern_dense(
+        self, seed: int, init_path: str, out_dir: str | None, calibration: int, **epochs
+    ) -> dict:
+        """The dense reference of `bench.patterns`, and its converter files (no sparsity)."""
+        from bench import patterns
+
+        summary, model = patterns.train_dense(self.lib, self.data["lenet"], seed, init_path, epochs)
+        files = {"paths": {}, "errors": {}}
+        if out_dir:
+            x = self.data["lenet"][0][0][:calibration]
+            prefix = os.path.join(out_dir, f"dense_pattern_{seed}")
+            files = self.write_files(model, prefix, ("float32", "int8"), x, sparse=False)
+        return {"summary": summary, **files}
 
     def job_mask(self, size: int) -> dict:
         """Times one mask update of a `size` x `size` weight at 90% (prepared on first call)."""

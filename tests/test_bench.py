@@ -64,6 +64,7 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
         assert file_score == pytest.approx(keras_score, rel=1e-3), lib
     assert all(len(results["mask"][lib]) == 1 for lib in ("tfprune", "tfmot"))
     _check_applications(results["applications"])
+    _check_patterns(results["patterns"])
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in (
         "Training time",
@@ -72,10 +73,44 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
         "(a)",
         "(b)",
         "MobileNetV2 and ResNet50",
+        "Sparsity patterns",
     ):
         assert heading in report
     for name in ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def _check_patterns(part):
+    """The smoke run's pattern part: (16, 1) blocks at 90% and 2:4, both libraries, all files."""
+    # fc1 and fc2 pruned, the 100x10 classifier dense: 90% of 265,200 of 266,200 kernel entries.
+    expected = {"blocks 16x1@0.9": 0.9 * 265_200 / 266_200, "2:4": 0.5 * 265_200 / 266_200}
+    for spec, sparsity in expected.items():
+        for lib in ("tfprune", "tfmot"):
+            (run,) = part["runs"][spec][lib]
+            assert run["sparsity"] == pytest.approx(sparsity, abs=1e-4), (spec, lib)
+            assert 0.0 <= run["score"] <= 1.0
+    files = part["files"]
+    assert {key for key in files if key.startswith("dense/")} == {
+        "dense/converter/float32",
+        "dense/converter/int8",
+    }
+    for spec in expected:
+        for lib in ("tfprune", "tfmot"):
+            kinds = {
+                row["kind"]
+                for row in files.values()
+                if row["spec"] == spec and row["library"] == lib
+            }
+            assert kinds == set(EXPORT_KINDS[lib]), (spec, lib)
+    # tfprune's int8 block file is read by the 1x16 kernel: it runs, scores what Keras scores,
+    # and is smaller than the converter's own block-sparse file.
+    ours, theirs = files["blocks 16x1@0.9/tfprune/int8"], files["blocks 16x1@0.9/tfmot/int8"]
+    assert ours["loads"] and ours["latency_us"] > 0
+    assert ours["accuracy"] == pytest.approx(
+        part["runs"]["blocks 16x1@0.9"]["tfprune"][0]["score"], abs=0.03
+    )
+    assert ours["bytes"] < theirs["bytes"]
+    assert part["wall_s"] > 0
 
 
 def _check_applications(part):
