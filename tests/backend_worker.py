@@ -21,6 +21,23 @@ import tfprune
 TENSORFLOW_AFTER_IMPORT = "tensorflow" in sys.modules
 
 
+def one_shot_fingerprints() -> list[list[float]]:
+    """SparseGPT on an MLP with fixed weights and data: per kernel, its zero count and two
+    sums that any difference in mask or values changes."""
+    model = mlp(32)
+    rng = np.random.default_rng(7)
+    model.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.1 for w in model.weights])
+    x = rng.random((64, 28, 28)).astype("float32")
+    pruned = tfprune.strip_pruning(tfprune.prune_one_shot(model, x, 0.6, batch_size=16))
+    out = []
+    for layer in pruned.layers:
+        if hasattr(layer, "kernel"):
+            k = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
+            ramp = np.arange(k.size).reshape(k.shape) % 97
+            out.append([int(np.sum(k == 0)), float(np.abs(k).sum()), float((k * ramp).sum())])
+    return out
+
+
 def main() -> None:
     (x, y), (xt, _) = digits(512, 16)
     keras.utils.set_random_seed(3)
@@ -54,6 +71,7 @@ def main() -> None:
                 "step": int(keras.ops.convert_to_numpy(again.layers[1].pruning_step)),
                 "strip_identical": bool(same),
                 "tensorflow_imported": TENSORFLOW_AFTER_IMPORT,
+                "one_shot": one_shot_fingerprints(),
             }
         )
     )

@@ -27,3 +27,11 @@ def test_prune_fit_save_load_strip_on_every_backend(backend):
     assert result["strip_identical"]
     if backend != "tensorflow":
         assert not result["tensorflow_imported"]
+    # One-shot pruning computes on the host: every backend gives this process's result.
+    sys.path.insert(0, os.path.dirname(WORKER))
+    from backend_worker import one_shot_fingerprints
+
+    expected = one_shot_fingerprints()
+    for (zeros, *sums), (want_zeros, *want_sums) in zip(result["one_shot"], expected, strict=True):
+        assert zeros == want_zeros
+        assert sums == pytest.approx(want_sums, rel=1e-4)

@@ -222,3 +222,31 @@ def test_bad_arguments_and_data_raise_clear_errors(trained, monkeypatch):
     monkeypatch.setattr(tfprune.oneshot, "MAX_HESSIAN_INPUTS", 100)
     with pytest.raises(ValueError, match="'fc1/kernel' has 784 inputs.*wanda"):
         tfprune.prune_one_shot(model, x[:8], 0.5)
+
+
+@keras.saving.register_keras_serializable(package="tfprune_tests")
+class TwoDense(keras.Model):
+    def __init__(self, hidden=16, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = hidden
+        self.first = keras.layers.Dense(hidden, activation="relu", name="first")
+        self.second = keras.layers.Dense(3, name="second")
+
+    def call(self, x):
+        return self.second(self.first(x))
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden}
+
+
+def test_a_subclassed_model_is_pruned_in_a_copy():
+    model = TwoDense()
+    x = np.random.default_rng(2).standard_normal((40, 8)).astype("float32")
+    model(x)
+    pruned, stats = tfprune.prune_one_shot(model, x, 0.5, return_stats=True)
+    assert isinstance(pruned, TwoDense) and pruned is not model
+    assert [(s.name, s.method, s.sparsity) for s in stats] == [
+        ("first/kernel", "sparsegpt", 0.5),
+        ("second/kernel", "sparsegpt", 0.5),
+    ]
+    assert np.count_nonzero(keras.ops.convert_to_numpy(model.first.kernel) == 0) == 0

@@ -236,7 +236,7 @@ def _targets(model: Any) -> list[_Target]:
             view = MatrixView.of(owner, weight, parent)
             source = parent if parent is not None else owner
             label = weight_label(wrapper.layer, weight)
-            if "/" not in label and weight.path != f"{wrapper.layer.name}/{label}":
+            if "/" not in label and not weight.path.endswith(f"{wrapper.layer.name}/{label}"):
                 label = weight.path  # inside Bidirectional: forward_gru/gru_cell/kernel
             name = f"{wrapper.layer.name}/{label}"
             channels = channel_view(wrapper.layer, weight)
