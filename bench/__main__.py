@@ -7,9 +7,10 @@ the same jobs in alternation, measures the exported files in a LiteRT child proc
 (`bench.litert`), and writes `RESULTS.md`, `results.json` and PNG plots to `--out` (default
 `bench/`). No network access: the data ship with tfprune (MNIST sample) and gensim (Lee corpus).
 Both workers also train LeNet with unstructured, block and 2:4 patterns (`bench.patterns`). Last,
-the tfprune worker trains, times and exports MobileNetV2 and times ResNet50's mask updates
-(`bench.applications`; tfprune only). `--only mobilenet` or `--only patterns` runs just that
-part and merges it into the `results.json` an earlier run of the same preset left in `--out`.
+the tfprune worker prunes trained models one-shot (`bench.oneshot`), trains, times and exports
+MobileNetV2 and times ResNet50's mask updates (`bench.applications`; tfprune only).
+`--only mobilenet`, `--only patterns` or `--only oneshot` runs just that part and merges it
+into the `results.json` an earlier run of the same preset left in `--out`.
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ def run(cfg: presets.Config, work: str, command: str) -> dict:
 
         results["paper"] = paper(workers["tfprune"], cfg, work, results)
         log("paper claims measured")
+        results["oneshot"] = run_oneshot(workers["tfprune"], cfg)
         results["applications"] = applications(workers["tfprune"], cfg, work, command)
     finally:
         for w in workers.values():
@@ -260,6 +262,29 @@ def run_patterns(workers: dict, cfg: presets.Config, work: str, data_path: str) 
     )
     out["wall_s"] = time.perf_counter() - start
     return out
+
+
+def run_oneshot(worker: Worker, cfg: presets.Config) -> dict:
+    """`bench.oneshot` in the tfprune worker: every model and seed of the preset."""
+    out: dict = {}
+    for model in cfg.oneshot_models:
+        out[model] = []
+        for seed in cfg.oneshot_seeds:
+            out[model].append(worker("oneshot", seed=seed, **cfg.oneshot_options(model)))
+            log(f"one-shot pruning of {model} (seed {seed}) measured")
+    return out
+
+
+def run_oneshot_alone(cfg: presets.Config, work: str) -> dict:
+    """`run_oneshot` in a tfprune worker of its own."""
+    worker = Worker("tfprune", work)
+    try:
+        data_path = os.path.join(work, "data.npz")
+        worker("prepare", path=data_path, **cfg.data_options())
+        worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
+        return run_oneshot(worker, cfg)
+    finally:
+        worker.close()
 
 
 def run_patterns_alone(cfg: presets.Config, work: str) -> dict:
@@ -361,6 +386,7 @@ def paper(worker: Worker, cfg: presets.Config, work: str, results: dict) -> dict
 PARTS = {
     "mobilenet": (("mobilenet_", "resnet_"), "applications", run_applications),
     "patterns": (("pattern_",), "patterns", lambda cfg, work, _: run_patterns_alone(cfg, work)),
+    "oneshot": (("oneshot_",), "oneshot", lambda cfg, work, _: run_oneshot_alone(cfg, work)),
 }
 
 
@@ -399,7 +425,8 @@ def main(argv: list[str] | None = None) -> None:
         choices=tuple(PARTS),
         help="run only one part and merge it into the results.json that an earlier run of the "
         "same preset left in --out: 'mobilenet' (MobileNetV2 and ResNet50's masks, tfprune "
-        "only) or 'patterns' (unstructured, block and 2:4 pruning of LeNet, both libraries)",
+        "only), 'patterns' (unstructured, block and 2:4 pruning of LeNet, both libraries) or "
+        "'oneshot' (magnitude, Wanda and SparseGPT on trained models, tfprune only)",
     )
     parser.add_argument(
         "--keep-files",
@@ -414,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         earlier = _earlier_results(results_path, cfg.name)
         if isinstance(earlier, str):
             parser.exit(2, f"error: {earlier}\n")
-    if args.only != "mobilenet" and not tfmot_available():
+    if args.only in (None, "patterns") and not tfmot_available():
         parser.exit(
             2,
             "error: the benchmark compares against tensorflow-model-optimization; "

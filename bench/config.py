@@ -19,6 +19,8 @@ class Config:
     `mobilenet_kinds`, and ResNet50's ramp to 90% over `resnet_updates` steps, one timed mask
     update at each step. The `pattern_*` settings are those of `bench.patterns`: its runs
     ("PATTERN@SPARSITY", " fc1" to prune only the first layer), seeds, epochs and update interval.
+    The `oneshot_*` settings are those of `bench.oneshot`: its models, seeds, dense training
+    epochs (MNIST models, language models), targets, calibration rows and fine-tuning epochs.
     """
 
     name: str
@@ -68,10 +70,17 @@ class Config:
         "blocks 4x1@0.9",
         "blocks 16x1@0.9",
         "blocks 16x1@0.9 fc1",
+        "blocks 4x1@0.9 fc1 fc2 logits",
     )
     pattern_seeds: tuple[int, ...] = (0,)
     pattern_epochs: tuple[int, int, int] = (2, 3, 1)
     pattern_frequency: int = 10
+    oneshot_models: tuple[str, ...] = ("lenet", "cnn", "lstm", "gpt2")
+    oneshot_seeds: tuple[int, ...] = (0,)
+    oneshot_epochs: tuple[int, int] = (6, 3)
+    oneshot_targets: tuple = (0.5, 0.7, 0.9, "2:4")
+    oneshot_calibration: int = 256
+    oneshot_finetune: int = 1
     parallel: bool = False
 
     def seeds(self, model: str) -> tuple[int, ...]:
@@ -97,6 +106,17 @@ class Config:
             "lstm_vocab": self.lstm_vocab,
             "lstm_length": self.lstm_length,
             "lstm_train": self.lstm_train,
+        }
+
+    def oneshot_options(self, model: str) -> dict:
+        """Arguments of the worker's `oneshot` job for `model`."""
+        mnist, lm = self.oneshot_epochs
+        return {
+            "model": model,
+            "epochs": lm if model in ("lstm", "gpt2") else mnist,
+            "targets": list(self.oneshot_targets),
+            "calibration": self.oneshot_calibration,
+            "finetune": self.oneshot_finetune,
         }
 
     def pattern_options(self) -> dict:
@@ -165,6 +185,10 @@ PRESETS = {
         pattern_runs=("blocks 16x1@0.9", "2:4"),
         pattern_epochs=(1, 1, 0),
         pattern_frequency=2,
+        oneshot_models=("lenet",),
+        oneshot_epochs=(1, 1),
+        oneshot_targets=(0.5, "2:4"),
+        oneshot_calibration=32,
         parallel=True,
     ),
     "quick": Config(name="quick"),
@@ -189,5 +213,7 @@ PRESETS = {
         pattern_seeds=(0, 1, 2),
         pattern_epochs=(4, 6, 4),
         pattern_frequency=25,
+        oneshot_seeds=(0, 1, 2),
+        oneshot_epochs=(10, 6),
     ),
 }

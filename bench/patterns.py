@@ -4,15 +4,15 @@ LeNet-300-100 learns the MNIST sample with each pattern at each sparsity of the 
 workers from the same initial weights and dense warm-up: `prune_low_magnitude(..., block_size=,
 sparsity_m_by_n=)` with the same arguments in tfprune and in tfmot. A Dense kernel is [in, out],
 so Keras blocks (4, 1) and (16, 1) are LiteRT's 1x4 (float32) and 1x16 (int8) blocks. The
-100x10 classifier stays dense in every run (blocks of 16 inputs would leave some of its ten
-outputs with no inputs at all); a run named "... fc1" prunes only the first layer, the per-layer
-choice of which layers take blocks and which run dense. The 2:4 runs follow tfmot's 2:4 guide:
-`ConstantSparsity(0.5)` from the first pruning step. Every pruned model is exported in float32
-and int8 by each library's route (tfprune: `to_tflite`; tfmot: the converter's
-EXPERIMENTAL_SPARSITY), next to the dense model's own files (the converter, no sparsity), and
-the files are measured in LiteRT child processes: bytes, whether they load with the default
-delegate, test accuracy, and median single-row latency, each run's files with their repeats
-interleaved with the dense files'.
+100x10 classifier stays dense unless a run names its layers (blocks of 16 inputs would leave
+some of its ten outputs with no inputs at all): "... fc1" prunes only the first layer (the
+per-layer choice of which layers take blocks and which run dense), "... fc1 fc2 logits" all
+three. The 2:4 runs follow tfmot's 2:4 guide: `ConstantSparsity(0.5)` from the first pruning
+step. Every pruned model is exported in float32 and int8 by each library's route (tfprune:
+`to_tflite`; tfmot: the converter's EXPERIMENTAL_SPARSITY), next to the dense model's own
+files (the converter, no sparsity), and the files are measured in LiteRT child processes:
+bytes, whether they load with the default delegate, test accuracy, and median single-row
+latency, each run's files with their repeats interleaved with the dense files'.
 `report_section` writes this part of `RESULTS.md`.
 """
 
@@ -193,7 +193,7 @@ def report_section(results: dict) -> list[str]:
         f"cubic ramp to the target over {ramp} epochs (2:4: `ConstantSparsity(0.5)` from the "
         f"first step, as tfmot's 2:4 guide does) and {finetune} fine-tuning epoch(s); mask "
         f"update every {cfg['pattern_frequency']} steps. `fc1` and `fc2` are pruned, the 100x10 "
-        "classifier stays dense; runs marked `fc1` prune only the first layer. Keras blocks "
+        "classifier stays dense; runs that name layers prune only those. Keras blocks "
         "(4, 1) and (16, 1) of a [in, out] kernel are LiteRT's 1x4 and 1x16 blocks. Accuracy "
         f"is the mean over seeds of the Keras model; the dense model scores {dense:.3f}.",
         "",

@@ -12,7 +12,7 @@ import os
 import statistics
 import sys
 
-from bench import applications, models, patterns
+from bench import applications, models, oneshot, patterns
 
 NAMES = {"lenet": "LeNet-300-100", "cnn": "small CNN", "lstm": "2-layer LSTM LM"}
 LIBS = ("tfprune", "tfmot")
@@ -429,6 +429,7 @@ def write(results: dict, out_dir: str) -> str:
         *_mask_section(results),
         *_paper_section(results),
         *(patterns.report_section(results) if "patterns" in results else []),
+        *(oneshot.report_section(results) if "oneshot" in results else []),
         *(applications.report_section(results) if "applications" in results else []),
         "<!-- --8<-- [end:results] -->",
         "",

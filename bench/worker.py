@@ -235,6 +235,14 @@ class Worker:
             files = self.write_files(model, prefix, ("float32", "int8"), x, sparse=False)
         return {"summary": summary, **files}
 
+    def job_oneshot(self, model: str, seed: int, **options) -> dict:
+        """One model of `bench.oneshot`: trained, then pruned one-shot by each method."""
+        from bench import oneshot
+
+        data = self.data["lstm" if model == "gpt2" else model]
+        task = oneshot.Task(self.lib, model, data, self.vocab, self.lstm_units)
+        return oneshot.run(self.lib, task, seed, **options)
+
     def job_mask(self, size: int) -> dict:
         """Times one mask update of a `size` x `size` weight at 90% (prepared on first call)."""
         if size not in self.mask_updates:

@@ -65,6 +65,7 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
     assert all(len(results["mask"][lib]) == 1 for lib in ("tfprune", "tfmot"))
     _check_applications(results["applications"])
     _check_patterns(results["patterns"])
+    _check_oneshot(results["oneshot"])
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in (
         "Training time",
@@ -74,6 +75,7 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
         "(b)",
         "MobileNetV2 and ResNet50",
         "Sparsity patterns",
+        "One-shot pruning",
     ):
         assert heading in report
     for name in ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png"):
@@ -111,6 +113,22 @@ def _check_patterns(part):
     )
     assert ours["bytes"] < theirs["bytes"]
     assert part["wall_s"] > 0
+
+
+def _check_oneshot(part):
+    """The smoke run's one-shot part: LeNet at 50% and 2:4, three methods, fine-tuned."""
+    (lenet,) = part["lenet"]
+    assert 0.0 <= lenet["dense"] <= 1.0
+    runs = {(r["target"], r["method"]): r for r in lenet["runs"]}
+    assert set(runs) == {(t, m) for t in (0.5, "2:4") for m in ("magnitude", "wanda", "sparsegpt")}
+    for (target, method), run in runs.items():
+        # fc1, fc2 and the classifier: every kernel at 50%, so the whole model too.
+        assert run["sparsity"] == pytest.approx(0.5, abs=1e-6), (target, method)
+        assert 0.0 <= run["score"] <= 1.0 and 0.0 <= run["finetuned"] <= 1.0
+        assert len(run["layer_seconds"]) == 3
+    sparsegpt = runs[(0.5, "sparsegpt")]
+    pairs = zip(sparsegpt["errors"], sparsegpt["errors_without_update"], strict=True)
+    assert len(sparsegpt["errors"]) == 3 and all(e < plain for e, plain in pairs)
 
 
 def _check_applications(part):
