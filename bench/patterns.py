@@ -241,3 +241,49 @@ def report_section(results: dict) -> list[str]:
             f"{row['latency_us'] / latency:.2f} | {row['accuracy']:.3f} |"
         )
     return [*lines, ""]
+
+
+CURVE = "patterns_bytes_latency.png"
+
+
+def plot(results: dict, out_dir: str) -> str:
+    """Bytes against latency (both relative to the dense file of the same type) of every
+    pattern file that runs: one panel for float32, one for int8. Returns the file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = [
+        row
+        for row in results["patterns"]["files"].values()
+        if row.get("loads") and row["spec"] != "dense" and not row["kind"].endswith("speed")
+    ]
+    dense = {k: results["patterns"]["files"].get(f"dense/converter/{k}") for k in KINDS}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, kind in zip(axes, KINDS, strict=True):
+        for lib, marker in (("tfprune", "o"), ("tfmot", "s")):
+            rows = [r for r in files if r["kind"] == kind and r["library"] == lib]
+            if not rows or not dense[kind]:
+                continue
+            xs = [r["bytes"] / dense[kind]["bytes"] for r in rows]
+            ys = [r["latency_us"] / r["dense_latency_us"] for r in rows]
+            ax.scatter(xs, ys, marker=marker, label=lib, alpha=0.8)
+            if lib == "tfprune":
+                for x, y, r in zip(xs, ys, rows, strict=True):
+                    ax.annotate(
+                        r["spec"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points"
+                    )
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"bytes / dense {kind} file")
+        ax.set_ylabel(f"latency / dense {kind} file")
+        ax.set_title(f"LeNet-300-100, {kind}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, CURVE), dpi=110)
+    plt.close(fig)
+    return CURVE
+
+
+KINDS = ("float32", "int8")

@@ -415,6 +415,8 @@ def plot(results: dict, out_dir: str) -> list[str]:
 def write(results: dict, out_dir: str) -> str:
     """Writes `RESULTS.md` and the plots into `out_dir`; returns the Markdown path."""
     plots = plot(results, out_dir)
+    if "patterns" in results:
+        plots.append(patterns.plot(results, out_dir))
     header = _header(results)
     # Everything between the title and the plots is a named section that the docs page
     # includes verbatim (pymdownx.snippets), so the page always shows the committed results.
