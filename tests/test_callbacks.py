@@ -334,3 +334,21 @@ def test_each_epoch_logs_the_sparsity_on_the_progress_bar_and_in_the_history(mni
     assert logged == sorted(logged) and logged[0] > 0.0
     assert logged[-1] == pytest.approx(tfprune.sparsity_report(model).sparsity)
     assert logged[-1] == pytest.approx(0.8, abs=1e-3)
+
+
+def test_a_schedule_trained_one_fit_call_at_a_time_is_told_short_once(mnist):
+    schedule = tfprune.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=30, frequency=2)
+    model = pruned_mlp(schedule)
+    callback = tfprune.UpdatePruningStep()
+    with pytest.warns(UserWarning, match="Pruning target not reached") as told:
+        for epoch in range(3):  # 8 steps an epoch: every call stops short of step 30
+            model.fit(
+                *mnist[0],
+                batch_size=64,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                shuffle=False,
+                verbose=0,
+                callbacks=[callback],
+            )
+    assert sum("Pruning target not reached" in str(w.message) for w in told) == 1

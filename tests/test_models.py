@@ -373,9 +373,16 @@ def test_a_large_share_of_unprunable_weights_is_told():
     inputs = keras.Input((16,))
     model = keras.Model(inputs, layers.Dense(4, name="head")(Lookup(name="lookup")(inputs)))
     with pytest.warns(
-        UserWarning, match=r"of the parameters .* no rule prunes.*'lookup' \(6,400\)"
+        UserWarning,
+        match=r"of the parameters .* no rule prunes.*'lookup' \(6,400\).*PrunableLayer.*"
+        r"custom layer\(s\) 'lookup'",
     ):
         tfprune.prune_low_magnitude(model)
+    # Keras's own layers leave such weights dense by design: no advice to write a rule.
+    inputs = keras.Input((64,))
+    norm = keras.Model(inputs, layers.Dense(1)(layers.LayerNormalization(name="norm")(inputs)))
+    with pytest.warns(UserWarning, match=r"'norm' \(128\)\. These are weights tfprune keeps"):
+        tfprune.prune_low_magnitude(norm)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         tfprune.prune_low_magnitude(_functional())

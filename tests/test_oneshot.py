@@ -250,3 +250,39 @@ def test_a_subclassed_model_is_pruned_in_a_copy():
         ("second/kernel", "sparsegpt", 0.5),
     ]
     assert np.count_nonzero(keras.ops.convert_to_numpy(model.first.kernel) == 0) == 0
+
+
+def test_a_kerashub_causal_lm_is_pruned_layer_by_layer():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(6)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=40,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=12,
+    )
+    causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    ids = np.random.default_rng(0).integers(1, 40, (24, 12)).astype("int32")
+    data = {"token_ids": ids, "padding_mask": np.ones_like(ids, dtype=bool)}
+    pruned, stats = tfprune.prune_one_shot(
+        causal_lm, data, None, pattern=(2, 4), layers=["transformer_layer_*"], return_stats=True
+    )
+    names = [s.name.split("/", 1)[1] for s in stats]
+    assert names == [
+        "self_attention/query/kernel",
+        "self_attention/key/kernel",
+        "self_attention/value/kernel",
+        "self_attention/attention_output/kernel",
+        "feedforward_intermediate_dense/kernel",
+        "feedforward_output_dense/kernel",
+    ]
+    assert all(s.method == "sparsegpt" and s.rows == 24 * 12 for s in stats)
+    # On random weights the update is a heuristic per layer (damped Hessian, updates only to
+    # the columns not yet visited); in all it must lower the error.
+    total = sum(s.error for s in stats)
+    assert total < 0.8 * sum(s.error_without_update for s in stats)
+    report = tfprune.check_sparsity_m_by_n(pruned, 2, 4)
+    pruned_rows = [row for row in report if "transformer_layer_0" in row.name]
+    assert len(pruned_rows) == 6 and all(r.holds and r.sparsity == 0.5 for r in pruned_rows)

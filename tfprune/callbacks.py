@@ -95,6 +95,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._groups: dict[Any, tuple[Any, list[PruneLowMagnitude]]] = {}
         self._started = False
         self._waiting = False
+        # end_steps already reported short: training in several `fit` calls (an epoch at a
+        # time) stops short of them by design at every call but the last.
+        self._told_short: set[int] = set()
 
     @property
     def step(self) -> int:
@@ -242,13 +245,15 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 if reached < target - 1e-6 or not w.pattern.unstructured:
                     short.append(f"'{w.name}' at {reached:.1%} of {target:.1%}")
                     ends.append(end)
-        if short:
+        if short and max(ends) not in self._told_short:
             end = max(ends)
+            self._told_short.add(end)
             warnings.warn(
                 f"Pruning target not reached: training stopped after {self._step} steps, "
                 f"{end + 1 - self._step} step(s) before the schedule's end_step={end}; "
                 + ", ".join(short)
-                + ". Train longer (more epochs) or lower end_step.",
+                + ". Train longer (more epochs) or lower end_step. (Told once per callback "
+                "and end_step: later `fit` calls that stop short of it are not reported.)",
                 UserWarning,
                 stacklevel=2,
             )

@@ -127,6 +127,8 @@ def _check_model(model: keras.Model, verb: str) -> None:
 
 # Above this share of a model's parameters in weights no rule can prune, pruning says so.
 _UNPRUNABLE_WARNING_SHARE = 0.05
+# Layers of these packages are known: what they leave dense, they leave dense by design.
+_LIBRARY_MODULES = ("keras.", "keras_hub.", "tf_keras.")
 
 
 def _warn_unprunable(model: keras.Model, pruned: list[PruneLowMagnitude], choice: Choice) -> None:
@@ -136,7 +138,7 @@ def _warn_unprunable(model: keras.Model, pruned: list[PruneLowMagnitude], choice
     for layer in walk(model):
         if supports(layer) and not isinstance(layer, keras.Model):
             covered |= {id(v) for v in layer.weights}
-    total, left = 0, {}
+    total, left, custom = 0, {}, set()
     for layer in walk(model, into=lambda x: isinstance(x, keras.Model) or x is model):
         if isinstance(layer, keras.Model):
             continue
@@ -145,15 +147,26 @@ def _warn_unprunable(model: keras.Model, pruned: list[PruneLowMagnitude], choice
             total += size
             if id(v) not in covered:
                 left[layer.name] = left.get(layer.name, 0) + size
+                if not type(layer).__module__.startswith(_LIBRARY_MODULES):
+                    custom.add(layer.name)
     share = sum(left.values()) / total if total else 0.0
     if share <= _UNPRUNABLE_WARNING_SHARE:
         return
     largest = sorted(left.items(), key=lambda item: -item[1])[:5]
     named = ", ".join(f"'{name}' ({count:,})" for name, count in largest)
+    if custom:
+        advice = (
+            f"Implement tfprune.PrunableLayer (get_prunable_weights) on the custom layer(s) "
+            f"{', '.join(repr(n) for n in sorted(custom)[:5])} to prune their weights."
+        )
+    else:
+        advice = (
+            "These are weights tfprune keeps dense by design (biases, normalization, position "
+            "embeddings); the model's total sparsity stays below the target by that share."
+        )
     warnings.warn(
         f"{share:.1%} of the parameters of model '{model.name}' are in weights that no rule "
-        f"prunes; the largest such layers: {named}. Implement tfprune.PrunableLayer "
-        "(get_prunable_weights) on a custom layer to prune its weights.",
+        f"prunes; the largest such layers: {named}. {advice}",
         UserWarning,
         stacklevel=3,
     )
