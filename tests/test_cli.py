@@ -187,3 +187,64 @@ def test_export_prefer_speed_and_fixed_batch(capsys, tmp_path, pruned_file):
     assert "export fast.tflite:" not in err
     assert "prefer='speed'" in out and "batch_size=2" in out
     assert " as [" not in out  # no reshaped view in a speed file
+
+
+def test_prune_one_shot_writes_a_pruned_model_and_prints_each_weight(capsys, tmp_path, calibration):
+    keras.utils.set_random_seed(1)
+    dense_path = tmp_path / "dense.keras"
+    small_mlp().save(dense_path)
+    out = tmp_path / "pruned.keras"
+    code, printed, err = run(
+        capsys,
+        "prune_one_shot",
+        str(dense_path),
+        "--calibration",
+        calibration,
+        "-o",
+        str(out),
+        "--m_by_n",
+        "2,4",
+        "--method",
+        "wanda",
+    )
+    assert code == 0, err
+    assert "fc1/kernel" in printed and "wanda" in printed and f"wrote {out}" in printed
+    assert "prune_one_shot: fc1/kernel: wanda, 50.0% pruned" in err  # progress lines
+    assert tfprune.check_sparsity_m_by_n(keras.models.load_model(out), 2, 4).holds
+    code, printed, err = run(
+        capsys,
+        "prune_one_shot",
+        str(dense_path),
+        "--calibration",
+        calibration,
+        "-o",
+        str(out),
+        "--sparsity",
+        "0.7",
+        "--layers",
+        "fc1",
+        "--noprogress",
+    )
+    assert code == 0 and err == ""
+    rows = {row.layer: row for row in tfprune.sparsity_report(keras.models.load_model(out))}
+    assert rows["fc1"].sparsity == pytest.approx(0.7, abs=1e-3) and rows["fc2"].sparsity == 0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["-o", "x.tflite"], "needs -o OUT.keras"),
+        (["-o", "x.keras"], "needs --calibration DATA.npz"),
+        (["-o", "x.keras", "--calibration", "CAL", "--m_by_n", "2,x"], "two integers"),
+        (["-o", "x.keras", "--calibration", "CAL", "--sparsity", "1.5"], "`sparsity`"),
+    ],
+)
+def test_prune_one_shot_errors_are_one_line(capsys, tmp_path, calibration, extra, message):
+    dense_path = tmp_path / "dense.keras"
+    small_mlp().save(dense_path)
+    extra = [
+        calibration if a == "CAL" else str(tmp_path / a) if a == "x.keras" else a for a in extra
+    ]
+    code, _, err = run(capsys, "prune_one_shot", str(dense_path), *extra)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.keras").exists()

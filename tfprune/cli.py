@@ -1,4 +1,5 @@
-"""The `tfprune` command line: `demo`, `export` and `report`."""
+"""The `tfprune` command line: `demo`, `export`, `report`, `check_sparsity_m_by_n` and
+`prune_one_shot`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import zipfile
 from collections.abc import Callable, Sequence
 
 from absl import flags
+
+from tfprune.cli_oneshot import command as _cmd_one_shot
+from tfprune.cli_oneshot import define as _define_one_shot
 
 __all__ = ["run", "main"]
 
@@ -22,6 +26,9 @@ commands:
                        split of a .tflite
   check_sparsity_m_by_n FILE [--m_by_n 2,4]
                        which weights of a .keras or .tflite file hold an N:M pattern
+  prune_one_shot MODEL.keras --calibration DATA.npz -o OUT.keras [--sparsity 0.5 | --m_by_n 2,4]
+                       [--method sparsegpt|wanda|magnitude] [--layers NAME,...] [--batch_size N]
+                       prune a trained model from calibration inputs, without training
 
 Run `tfprune COMMAND --help` for the flags of a command."""
 
@@ -272,6 +279,7 @@ _COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "check_sparsity_m_by_n": (_define_check, _cmd_check),
     "demo": (_define_demo, _cmd_demo),
     "export": (_define_export, _cmd_export),
+    "prune_one_shot": (_define_one_shot, _cmd_one_shot),
     "report": (_define_report, _cmd_report),
 }
 
@@ -291,7 +299,7 @@ def main(argv: Sequence[str]) -> int:
     define(fv)
     rest = ["--nosparse" if a == "--no-sparse" else a for a in argv[2:]]
     if any(a in ("-h", "--help", "--helpshort") for a in rest):
-        print(f"usage: tfprune {command} [flags]\n\n{fv.module_help(__name__)}")
+        print(f"usage: tfprune {command} [flags]\n\n{fv.get_help(include_special_flags=False)}")
         return 0
     try:
         positional = fv([f"tfprune {command}", *rest])[1:]
