@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import keras
 import numpy as np
 
+from tfprune.calibration import Kept, Recorder, batches, is_iterator
 from tfprune.checks import check_int
 from tfprune.patterns import Pattern
 from tfprune.progress import Stages
@@ -150,9 +150,9 @@ def prune_one_shot(
     from tfprune.prune import prune_low_magnitude
 
     sparsity, m_by_n = _check(method, sparsity, pattern, batch_size, dampening, block_size)
-    if _is_iterator(calibration_data):
+    if is_iterator(calibration_data):
         # One pass per layer: batches that can be read once are kept.
-        calibration_data = _Kept(_batches(calibration_data, batch_size))
+        calibration_data = Kept(batches(calibration_data, batch_size))
     schedule = ConstantSparsity(sparsity, begin_step=0)
     pruned = prune_low_magnitude(
         model, schedule, layers=_layer_schedules(layers), sparsity_m_by_n=m_by_n
@@ -244,100 +244,13 @@ def _targets(model: Any) -> list[_Target]:
     return targets
 
 
-class _Kept:
-    """Batches read from an iterator, to be read again."""
-
-    def __init__(self, batches: Iterator[Any]) -> None:
-        self.batches = list(batches)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.batches)
-
-
-def _is_iterator(data: Any) -> bool:
-    try:
-        return iter(data) is data
-    except TypeError:
-        return False
-
-
-def _batches(data: Any, batch_size: int) -> Iterator[Any]:
-    """Yields the calibration inputs batch by batch (see `prune_one_shot`)."""
-
-    def arrayish(x):
-        return hasattr(x, "shape") and hasattr(x, "dtype")
-
-    if (
-        arrayish(data)
-        or isinstance(data, dict)
-        or (isinstance(data, (list, tuple)) and data and all(arrayish(x) for x in data))
-    ):
-        parts = data if isinstance(data, dict) else {None: data}
-        if isinstance(data, (list, tuple)):
-            parts = dict(enumerate(data))
-        rows = {int(np.shape(x)[0]) for x in parts.values()}
-        if len(rows) != 1 or 0 in rows:
-            raise ValueError(
-                "Argument `calibration_data` must hold at least one row, and every input the "
-                f"same number of rows. Received rows: {sorted(rows)}"
-            )
-        total = rows.pop()
-        for start in range(0, total, batch_size):
-            chunk = {k: x[start : start + batch_size] for k, x in parts.items()}
-            if None in chunk:
-                yield chunk[None]
-            else:
-                yield chunk if isinstance(data, dict) else [chunk[i] for i in range(len(data))]
-        return
-    try:
-        iterator = iter(data)
-    except TypeError:
-        raise TypeError(
-            "Argument `calibration_data` must be an array, a list or dict of arrays, or an "
-            f"iterable of batches. Received: {type(data).__name__}"
-        ) from None
-    seen = False
-    for batch in iterator:
-        seen = True
-        yield batch[0] if isinstance(batch, tuple) else batch
-    if not seen:
-        raise ValueError("Argument `calibration_data` yielded no batch.")
-
-
-class _Recorder:
-    """Replaces `layer.call` on the instance while active, passing each call's first input to
-    `record` (as numpy) before running the layer's own call."""
-
-    def __init__(self, layers: list[Any], record) -> None:
-        self.layers, self.record = layers, record
-
-    def __enter__(self) -> _Recorder:
-        self.own = [layer.__dict__.get("call") for layer in self.layers]
-        for layer in self.layers:
-            original = layer.call
-
-            def call(*args, _layer=layer, _original=original, **kwargs):
-                self.record(_layer, args[0] if args else next(iter(kwargs.values())))
-                return _original(*args, **kwargs)
-
-            object.__setattr__(layer, "call", call)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for layer, own in zip(self.layers, self.own, strict=True):
-            if own is None:
-                object.__delattr__(layer, "call")
-            else:
-                object.__setattr__(layer, "call", own)
-
-
 def _call_order(model, data, batch_size, targets) -> list[Any]:
     """The sources of `targets` in the order one forward pass calls them (first call counts);
     sources the model never calls come last."""
     sources = list({id(t.source): t.source for t in targets}.values())
     order: dict[int, Any] = {}
-    with _Recorder(sources, lambda layer, _: order.setdefault(id(layer), layer)):
-        model(next(_batches(data, batch_size)), training=False)
+    with Recorder(sources, lambda layer, _: order.setdefault(id(layer), layer)):
+        model(next(batches(data, batch_size)), training=False)
     return list(order.values()) + [s for s in sources if id(s) not in order]
 
 
@@ -362,8 +275,8 @@ def _prune_source(model, group, data, batch_size, method, m_by_n, dampening, blo
             for t in viewed:
                 stats[id(t.weight)].add(t.view.rows(rows))
 
-        with _Recorder([group[0].source], record):
-            for batch in _batches(data, batch_size):
+        with Recorder([group[0].source], record):
+            for batch in batches(data, batch_size):
                 model(batch, training=False)
     out = []
     for t in group:
