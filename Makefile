@@ -34,7 +34,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
 
 test: lint
-	$(BIN)/python -m pytest -q --durations=15 --doctest-modules tfprune tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 --doctest-modules tfprune tests
 
 # The test extra already holds everything the benchmarks need (tfmot, tf-keras, gensim).
 bench: $(STAMP)

@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_const",
         dest="mode",
         const="quick",
-        help="about 15 minutes on 2 cores (the default)",
+        help="about 25 minutes on 2 cores (the default)",
     )
     mode.add_argument(
         "--full",

@@ -142,7 +142,7 @@ def test_recurrent_input_kernels_take_the_method_and_the_rest_magnitude():
     inputs = keras.Input((7,), dtype="int32")
     h = keras.layers.Embedding(30, 8, name="embedding")(inputs)
     h = keras.layers.LSTM(6, return_sequences=True, name="lstm")(h)
-    h = keras.layers.Bidirectional(keras.layers.GRU(4), name="bi")(h)
+    h = keras.layers.Bidirectional(keras.layers.GRU(4, name="gru"), name="bi")(h)
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(h))
     x = np.random.default_rng(0).integers(0, 30, (24, 7)).astype("int32")
     _, stats = tfprune.prune_one_shot(model, x, 0.5, method="wanda", return_stats=True)
