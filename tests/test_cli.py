@@ -194,37 +194,25 @@ def test_prune_one_shot_writes_a_pruned_model_and_prints_each_weight(capsys, tmp
     dense_path = tmp_path / "dense.keras"
     small_mlp().save(dense_path)
     out = tmp_path / "pruned.keras"
-    code, printed, err = run(
-        capsys,
-        "prune_one_shot",
-        str(dense_path),
-        "--calibration",
-        calibration,
-        "-o",
-        str(out),
-        "--m_by_n",
-        "2,4",
-        "--method",
-        "wanda",
-    )
+
+    def one_shot(*flags):
+        return run(
+            capsys,
+            "prune_one_shot",
+            str(dense_path),
+            "--calibration",
+            calibration,
+            "-o",
+            str(out),
+            *flags,
+        )
+
+    code, printed, err = one_shot("--m_by_n", "2,4", "--method", "wanda")
     assert code == 0, err
     assert "fc1/kernel" in printed and "wanda" in printed and f"wrote {out}" in printed
     assert "prune_one_shot: fc1/kernel: wanda, 50.0% pruned" in err  # progress lines
     assert tfprune.check_sparsity_m_by_n(keras.models.load_model(out), 2, 4).holds
-    code, printed, err = run(
-        capsys,
-        "prune_one_shot",
-        str(dense_path),
-        "--calibration",
-        calibration,
-        "-o",
-        str(out),
-        "--sparsity",
-        "0.7",
-        "--layers",
-        "fc1",
-        "--noprogress",
-    )
+    code, printed, err = one_shot("--sparsity", "0.7", "--layers", "fc1", "--noprogress")
     assert code == 0 and err == ""
     rows = {row.layer: row for row in tfprune.sparsity_report(keras.models.load_model(out))}
     assert rows["fc1"].sparsity == pytest.approx(0.7, abs=1e-3) and rows["fc2"].sparsity == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 from conftest import compile_model
@@ -253,7 +254,6 @@ def test_a_subclassed_model_is_pruned_in_a_copy():
 
 
 def test_a_kerashub_causal_lm_is_pruned_layer_by_layer():
-    keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(6)
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=40,
