@@ -82,17 +82,7 @@ class Task:
         return protocol.score_logits(logits, self.yt, self.task)
 
     def fit(self, model, epochs: int, callbacks=()) -> float:
-        start = time.perf_counter()
-        if epochs:
-            model.fit(
-                self.x,
-                self.y,
-                batch_size=protocol.BATCH,
-                epochs=epochs,
-                verbose=0,
-                callbacks=list(callbacks),
-            )
-        return time.perf_counter() - start
+        return protocol.fit(model, self.x, self.y, epochs, callbacks)
 
 
 def run(lib, task: Task, seed: int, epochs: int, targets, calibration: int, finetune: int):

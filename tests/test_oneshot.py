@@ -286,3 +286,18 @@ def test_a_kerashub_causal_lm_is_pruned_layer_by_layer():
     report = tfprune.check_sparsity_m_by_n(pruned, 2, 4)
     pruned_rows = [row for row in report if "transformer_layer_0" in row.name]
     assert len(pruned_rows) == 6 and all(r.holds and r.sparsity == 0.5 for r in pruned_rows)
+
+
+def test_n_m_groups_that_are_not_runs_of_matrix_columns_still_get_the_update():
+    # Three input channels: LiteRT's groups of four pad each kernel position, so the 2:4 mask
+    # is chosen once in the kernel's own layout and SparseGPT updates the weights around it.
+    keras.utils.set_random_seed(8)
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Flatten()(h)))
+    x = np.random.default_rng(3).standard_normal((32, 8, 8, 3)).astype("float32")
+    pruned, stats = tfprune.prune_one_shot(model, x, None, pattern=(2, 4), return_stats=True)
+    assert tfprune.check_sparsity_m_by_n(pruned, 2, 4).holds
+    conv = stats[0]
+    assert conv.name == "conv/kernel" and conv.sparsity == pytest.approx(1 / 3)
+    assert conv.error < conv.error_without_update

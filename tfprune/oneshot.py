@@ -22,7 +22,6 @@ from tfprune.solvers import (
     output_error,
     pattern_masks,
     sparsegpt,
-    sparsegpt_scores,
     wanda_mask,
 )
 from tfprune.walk import owner_of, walk
@@ -326,8 +325,14 @@ def _solve(t, matrix, s, method, m_by_n, dampening, block):
     if m_by_n is not None and not t.view.groups_fit(m_by_n[1]):
         # The N:M groups are not runs of matrix columns: choose the mask from SparseGPT's
         # scores in the weight's own layout, then update the weights around it.
-        pruned = _pattern_mask(t, sparsegpt_scores(matrix, s.gram, dampening))
-        return sparsegpt(matrix, s.gram, t.sparsity, fixed=pruned, block=block, dampening=dampening)
+        return sparsegpt(
+            matrix,
+            s.gram,
+            t.sparsity,
+            choose=lambda score: _pattern_mask(t, score),
+            block=block,
+            dampening=dampening,
+        )
     return sparsegpt(matrix, s.gram, t.sparsity, m_by_n=m_by_n, block=block, dampening=dampening)
 
 

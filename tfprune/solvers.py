@@ -17,6 +17,7 @@ visited through the Cholesky factor of the damped inverse Hessian `H = X^T X`. W
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -31,7 +32,6 @@ __all__ = [
     "pattern_masks",
     "Statistics",
     "sparsegpt",
-    "sparsegpt_scores",
     "wanda_mask",
     "output_error",
 ]
@@ -255,7 +255,7 @@ def sparsegpt(
     sparsity: float,
     *,
     m_by_n: tuple[int, int] | None = None,
-    fixed: np.ndarray | None = None,
+    choose: Callable[[np.ndarray], np.ndarray] | None = None,
     block: int = 128,
     dampening: float = 0.01,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -265,9 +265,10 @@ def sparsegpt(
     Unstructured: each column block prunes its share of `round(sparsity * size)` (exact in all),
     the entries with the smallest `w^2 / [U]_jj^2` after the updates of earlier blocks; inputs
     never non-zero on the calibration data go first. N:M (`m_by_n`, groups of n consecutive
-    columns): each group's m smallest, chosen when the group is reached. `fixed`: a given mask
-    (only the weight update runs). `block` columns are pruned at a time; `dampening` times the
-    Hessian's mean diagonal is added to its diagonal.
+    columns): each group's m smallest, chosen when the group is reached. `choose`: a function
+    from every entry's score `w^2 / [U]_jj^2` before any update (dead inputs 0) to the whole
+    mask, chosen once (then only the weight update runs). `block` columns are pruned at a time;
+    `dampening` times the Hessian's mean diagonal is added to its diagonal.
     """
     w = matrix.astype(np.float64).copy()
     outputs, inputs = w.shape
@@ -275,20 +276,26 @@ def sparsegpt(
     if m_by_n is not None:
         block = max(m_by_n[1], block - block % m_by_n[1])
     k = num_pruned(w.size, sparsity)
-    pruned = np.zeros(w.shape, bool) if fixed is None else fixed.copy()
+    fixed = choose is not None
+    if fixed:
+        score = w**2 / np.diag(factor)[None, :] ** 2
+        score[:, dead] = 0.0
+        pruned = np.asarray(choose(score), bool).copy()
+    else:
+        pruned = np.zeros(w.shape, bool)
     for start in range(0, inputs, block):
         end = min(start + block, inputs)
         w1, u1 = w[:, start:end].copy(), factor[start:end, start:end]
         errors = np.zeros_like(w1)
         diag = np.diag(u1)
-        if fixed is None and m_by_n is None:
+        if not fixed and m_by_n is None:
             share = round(k * end / inputs) - round(k * start / inputs)
             score = w1**2 / diag[None, :] ** 2
             score[:, dead[start:end]] = -1.0
             flat = np.argsort(score, axis=None, kind="stable")[:share]
             pruned[:, start:end].flat[flat] = True
         for i in range(end - start):
-            if fixed is None and m_by_n is not None and i % m_by_n[1] == 0:
+            if not fixed and m_by_n is not None and i % m_by_n[1] == 0:
                 m, n = m_by_n
                 score = w1[:, i : i + n] ** 2 / diag[None, i : i + n] ** 2
                 score[:, dead[start + i : start + i + n]] = -1.0
@@ -304,14 +311,6 @@ def sparsegpt(
         w[:, end:] -= errors @ factor[start:end, end:]
     w[pruned] = 0.0
     return w, pruned
-
-
-def sparsegpt_scores(matrix: np.ndarray, gram: np.ndarray, dampening: float = 0.01) -> np.ndarray:
-    """SparseGPT's saliency `w^2 / [U]_jj^2` of every entry before any update (dead inputs 0)."""
-    factor, dead = _inverse_factor(gram, dampening)
-    score = matrix.astype(np.float64) ** 2 / np.diag(factor)[None, :] ** 2
-    score[:, dead] = 0.0
-    return score
 
 
 def output_error(before: np.ndarray, after: np.ndarray, gram: np.ndarray) -> float:
