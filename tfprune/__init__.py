@@ -17,6 +17,8 @@ from tfprune.prune import prune_low_magnitude, prune_scope, strip_pruning
 from tfprune.registry import PrunableLayer
 from tfprune.report import check_sparsity_m_by_n, sparsity_report
 from tfprune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
+from tfprune.structured import prune_channels
+from tfprune.trim import trim
 from tfprune.wrapper import PruneLowMagnitude
 
 __version__ = "0.1.0"
@@ -35,11 +37,13 @@ __all__ = [
     "check_sparsity_m_by_n",
     "datasets",
     "export",
+    "prune_channels",
     "prune_low_magnitude",
     "prune_one_shot",
     "prune_scope",
     "sparsity_report",
     "strip_pruning",
+    "trim",
 ]
 
 

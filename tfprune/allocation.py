@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfprune.channel_masks import update_channel_masks
 from tfprune.solvers import pattern_masks
 
 __all__ = ["update_masks_together"]
@@ -15,6 +16,8 @@ def update_masks_together(wrappers: list[Any], sparsity: float, step: int | None
     Exactly `round(sparsity * n)` entries are masked over the `n` entries of all their pruned
     weights, the smallest magnitudes of `weight * mask` first, ties broken by position in the
     order of `wrappers` and their weights; each weight ends up with its own sparsity.
+    Wrappers pruned by channels (`tfprune.prune_channels`) mask `round(sparsity * groups)`
+    whole channel groups instead (see `tfprune.channel_masks`).
 
     Args:
         wrappers: The wrappers pruned together (an allocation group).
@@ -24,6 +27,9 @@ def update_masks_together(wrappers: list[Any], sparsity: float, step: int | None
     Raises:
         ValueError: If a weight holds NaN or Inf values.
     """
+    if any(wrapper.channels is not None for wrapper in wrappers):
+        update_channel_masks(wrappers, sparsity, step)
+        return
     pairs = [(wrapper, w, m) for wrapper in wrappers for w, m in wrapper.pruned_weights]
     views = [view for wrapper in wrappers for view in wrapper._views.items]
     effective = [wrapper._effective(w, m) for wrapper, w, m in pairs]

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from tfprune.allocation import update_masks_together
+from tfprune.channel_masks import channel_fraction
 from tfprune.masks import sparsity
 from tfprune.prune import pruning_wrappers, warn_replaced_masks
 from tfprune.wrapper import PruneLowMagnitude
@@ -234,7 +235,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
             target = schedule(end)[1]
             if isinstance(key, tuple):  # pruned together: the total is what reaches the target
                 reached = sparsity([m for w in wrappers for _, m in w.pruned_weights])
-                if reached < target - 1e-6:
+                by_channels = wrappers[0].channels is not None
+                if by_channels:  # the share of channel groups (rounding may keep more)
+                    reached = channel_fraction(wrappers)
+                if by_channels or reached < target - 1e-6:
                     short.append(f"group '{key[1]}' at {reached:.1%} of {target:.1%}")
                     ends.append(end)
                 continue

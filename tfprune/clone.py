@@ -19,10 +19,10 @@ from tfprune.select import Choice
 from tfprune.walk import walk
 from tfprune.wrapper import PruneLowMagnitude
 
-__all__ = ["clone_pruned", "clone_stripped"]
+__all__ = ["clone_pruned", "clone_stripped", "fresh"]
 
 
-def _fresh(layer: Any) -> Any:
+def fresh(layer: Any) -> Any:
     """A new layer of the same class and config, built like `layer` if it was built.
 
     Building from the layer's own build config gives the copy every shape the original saw
@@ -63,12 +63,12 @@ class _Copy:
                     f"Layer '{layer.name}' is already pruned: the model holds PruneLowMagnitude "
                     "wrappers. Strip it first with tfprune.strip_pruning, or keep training it."
                 )
-            new = _fresh(layer.layer)
+            new = fresh(layer.layer)
             self.todo.append((layer, new, "strip"))
             return new
         if isinstance(layer, keras.layers.InputLayer):
-            return _fresh(layer)
-        new = _fresh(layer)
+            return fresh(layer)
+        new = fresh(layer)
         schedule = self.choice.schedule_for(layer) if self.prune else None
         if schedule is not None:
             wrapped = self.choice.wrap(new, schedule)

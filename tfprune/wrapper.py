@@ -12,10 +12,11 @@ import numpy as np
 from keras import ops
 
 from tfprune import masks as _masks
-from tfprune.calls import Untracked, call_like
+from tfprune.calls import Untracked, call_like, new_mask
+from tfprune.channel_masks import check_channels, check_spec
 from tfprune.patterns import Pattern
 from tfprune.rebuild import deserialize_layer
-from tfprune.registry import prunable_weights, supports, weight_label
+from tfprune.registry import prunable_weights, supports
 from tfprune.schedules import ConstantSparsity, PruningSchedule, as_schedule
 from tfprune.solvers import channel_view, pattern_masks
 from tfprune.walk import walk
@@ -79,6 +80,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         block_size: Any = (1, 1),
         block_pooling_type: str = "AVG",
         sparsity_m_by_n: Any = None,
+        channels: dict[str, Any] | None = None,
         **kwargs,
     ) -> None:
         if isinstance(layer, PruneLowMagnitude):
@@ -114,6 +116,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.pruning_schedule = schedule
         self.allocation_group = allocation_group
+        self.channels = None if channels is None else check_spec(channels)
+        if self.channels is not None and allocation_group is None:
+            raise ValueError("Wrappers pruned by channels need an `allocation_group`.")
         self.supports_masking = layer.supports_masking
         self._call_params = frozenset(inspect.signature(layer.call).parameters)
         self._pruned = self._views = Untracked(())
@@ -188,39 +193,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             if warning:
                 warnings.warn(warning, UserWarning, stacklevel=3)
         self._pruned = Untracked(weights)
-        self._masks = [self._new_mask(w) for w in weights]
+        self._masks = [new_mask(self, w) for w in weights]
+        if self.channels is not None:
+            check_channels(self.channels, self.layer, weights)
         self.pruning_step = self.add_weight(
             name="pruning_step", shape=(), dtype="int32", initializer="zeros", trainable=False
         )
         self._written_sparsity = 0.0
-
-    def _new_mask(self, weight: Any) -> Any:
-        """A bool mask for `weight`, laid out like it under `keras.distribution`: a kernel that a
-        `ModelParallel` LayoutMap shards gets a mask sharded the same way, with no layout rule
-        for masks (Keras's optimizer does the same for its slot variables)."""
-        # "kernel_mask"; in a layer made of layers "attention_query_kernel_mask", one name each.
-        name = weight_label(self.layer, weight).replace("/", "_") + "_mask"
-        layout = getattr(weight, "_layout", None)
-        if layout is None:
-            return self.add_weight(
-                name=name,
-                shape=weight.shape,
-                dtype="bool",
-                initializer="ones",
-                trainable=False,
-                autocast=False,
-            )
-        with keras.name_scope(self.name, caller=self):
-            mask = keras.Variable(
-                initializer="ones",
-                shape=weight.shape,
-                dtype="bool",
-                trainable=False,
-                autocast=False,
-                name=name,
-                layout=layout,
-            )
-        return mask  # tracked when stored in `self._masks`
 
     @property
     def pruned_weights(self) -> list[tuple[Any, Any]]:
@@ -282,8 +261,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             step: The training step to record in `pruning_step`. Defaults to None (unchanged).
 
         Raises:
-            ValueError: If a weight holds NaN or Inf values.
+            ValueError: If a weight holds NaN or Inf values, or the layer is pruned by channels
+                (its masks are computed with the other layers of its model).
         """
+        if self.channels is not None:
+            raise ValueError(
+                f"Layer '{self.name}' is pruned by channels: its masks are computed together "
+                "with its model's other layers, by UpdatePruningStep."
+            )
         for (w, m), view in zip(self.pruned_weights, self._views.items, strict=True):
             effective = self._effective(w, m)
             (new,) = pattern_masks(self.pattern, [effective], sparsity, [self._describe(w)], [view])
@@ -366,7 +351,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         source, is written into `pruning_step`. Runs whenever the layer is saved, so
         checkpoints hold exact zeros and the step.
         """
-        for w, m in self.pruned_weights:
+        # Channel masks keep the weights they hide: `tfprune.trim` reads the unmasked model.
+        for w, m in self.pruned_weights if self.channels is None else ():
             w.assign(w.value * ops.cast(m.value, w.dtype))
         if self._step_source is not None and self.pruning_step is not None:
             self.pruning_step.assign(self._step_source())
@@ -385,6 +371,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         config = super().get_config()
         config["pruning_schedule"] = keras.saving.serialize_keras_object(self.pruning_schedule)
         config["allocation_group"] = self.allocation_group
+        if self.channels is not None:
+            config["channels"] = self.channels
         config.update(self.pattern.config())
         return config
 
