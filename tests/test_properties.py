@@ -91,3 +91,71 @@ def test_strip_predicts_like_the_pruned_model(hidden, sparsity, seed):
     np.testing.assert_array_equal(
         ops.convert_to_numpy(pruned(x)), ops.convert_to_numpy(stripped(x))
     )
+
+
+@st.composite
+def channel_graphs(draw):
+    """A plan of a random small model: its blocks, in order, each reading an earlier tensor."""
+    kinds = ["conv", "depthwise", "bn", "activation", "add", "concat", "se"]
+    blocks = []
+    for index in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(kinds))
+        source = draw(st.integers(0, index))
+        other = draw(st.integers(0, index))
+        blocks.append((kind, source, other, draw(st.integers(1, 8))))
+    return {
+        "channels": draw(st.integers(1, 4)),
+        "stem": draw(st.integers(2, 8)),
+        "blocks": blocks,
+        "hidden": draw(st.integers(2, 8)),
+        "seed": draw(st.integers(0, 2**16)),
+        "sparsity": draw(st.floats(0.1, 0.9)),
+        "allocation": draw(st.sampled_from(["layer", "global"])),
+    }
+
+
+def _channel_model(plan) -> keras.Model:
+    """Residuals, concatenation, depthwise, BN, squeeze-excite, Flatten into Dense."""
+    L = keras.layers
+    inputs = keras.Input((6, 6, plan["channels"]))
+    tensors = [L.Conv2D(plan["stem"], 3, padding="same")(inputs)]
+    activations = ["relu", "sigmoid", "tanh"]
+    for kind, source, other, size in plan["blocks"]:
+        x = tensors[source]
+        if kind == "conv":
+            x = L.Conv2D(size + 1, 1 + 2 * (size % 2), padding="same")(x)
+        elif kind == "depthwise":
+            x = L.DepthwiseConv2D(3, padding="same", depth_multiplier=1 + size % 2)(x)
+        elif kind == "bn":
+            x = L.BatchNormalization()(x)
+        elif kind == "activation":
+            x = L.Activation(activations[size % 3])(x)
+        elif kind in ("add", "concat"):
+            y = L.Conv2D(int(x.shape[-1]), 1)(tensors[other])
+            x = L.Add()([x, y]) if kind == "add" else L.Concatenate()([x, y])
+        else:
+            gate = L.GlobalAveragePooling2D(keepdims=True)(x)
+            gate = L.Dense(int(x.shape[-1]), activation="sigmoid")(L.Dense(2)(gate))
+            x = L.Multiply()([x, gate])
+        tensors.append(x)
+    x = L.Flatten()(L.MaxPooling2D(3)(tensors[-1]))
+    outputs = L.Dense(3)(L.Dense(plan["hidden"], activation="relu")(x))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(plan["seed"])
+    for w in model.weights:
+        value = rng.standard_normal(tuple(w.shape))
+        w.assign((np.abs(value) + 0.5 if "variance" in w.path else value).astype(w.dtype))
+    return model
+
+
+@settings(max_examples=12, deadline=None)
+@given(plan=channel_graphs())
+def test_trim_preserves_the_outputs_of_random_channel_pruned_graphs(plan):
+    model = _channel_model(plan)
+    schedule = tfprune.ConstantSparsity(plan["sparsity"], begin_step=0)
+    pruned = tfprune.prune_channels(model, schedule, allocation=plan["allocation"])
+    trimmed = tfprune.trim(pruned)
+    x = np.random.default_rng(0).random((3, 6, 6, plan["channels"])).astype("float32")
+    expected = ops.convert_to_numpy(pruned(x))
+    np.testing.assert_allclose(ops.convert_to_numpy(trimmed(x)), expected, rtol=1e-4, atol=1e-4)
+    assert trimmed.count_params() <= model.count_params()

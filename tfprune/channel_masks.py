@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from keras import ops
 
 from tfprune.masks import finite_hosts
 from tfprune.registry import weight_label
@@ -163,7 +164,7 @@ def group_keep(wrappers: list[Any]) -> np.ndarray:
     found: dict[int, bool] = {}
     for wrapper in wrappers:
         for _, m, axes in _axes(wrapper):
-            mask = np.asarray(m.numpy() if hasattr(m, "numpy") else m, dtype=bool)
+            mask = np.asarray(ops.convert_to_numpy(m), dtype=bool)
             for axis, role, ids in axes:
                 if role != "out":
                     continue

@@ -28,7 +28,7 @@ import numpy as np
 
 from tfprune.registry import weight_label
 
-__all__ = ["Axis", "ChannelGraph", "UnsupportedLayer"]
+__all__ = ["Axis", "ChannelGraph", "QUIET", "UnsupportedLayer"]
 
 _L = keras.layers
 _CONVS = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
@@ -58,6 +58,8 @@ _ELEMENTWISE_OPS = frozenset(
     "LeakyRelu Softplus Softsign Mish".split()
 )
 _COUPLING = ("softmax", "log_softmax")
+# Reasons that need no telling: a model's inputs and outputs are never trimmed.
+QUIET = ("model input", "model output")
 
 
 class UnsupportedLayer(ValueError):
@@ -136,7 +138,10 @@ class ChannelGraph:
 
     def _fix(self, positions: np.ndarray, reason: str) -> None:
         for p in positions.tolist():
-            self.reasons.setdefault(p, reason)
+            if reason in QUIET:  # the model's own edges need no other reason told
+                self.reasons[p] = reason
+            else:
+                self.reasons.setdefault(p, reason)
 
     def _weight(self, layer: Any, variable: Any, axis: int, role: str, pos: np.ndarray) -> None:
         labels = self.weights.setdefault(layer.name, {})
@@ -160,7 +165,7 @@ class ChannelGraph:
             for index, node in enumerate(entry["inbound_nodes"]):
                 keys = []
                 _tensors(node, keys, shapes)
-                nodes.append((entry["name"], index, keys))
+                nodes.append((entry["name"], index, keys, node))
         outputs = config["output_layers"]
         outputs = [outputs] if outputs and isinstance(outputs[0], str) else outputs
         for key, tensor in zip(outputs, model.outputs, strict=True):
@@ -175,9 +180,12 @@ class ChannelGraph:
             ready = [n for n in pending if all(k in tensors for k in n[2])]
             if not ready:
                 raise ValueError("The model's graph has a node whose inputs are never computed.")
-            for name, index, keys in ready:
-                pending.remove((name, index, keys))
+            for item in ready:
+                pending.remove(item)
+                name, index, keys, node = item
                 inputs = [(tensors[k], shapes[k]) for k in keys]
+                if isinstance(ops[name], _L.MultiHeadAttention):
+                    inputs = _attention_inputs(node, tensors, shapes, inputs)
                 count = 1 + max([k[2] for k in shapes if k[:2] == (name, index)], default=0)
                 out_shapes = [shapes.get((name, index, t)) for t in range(count)]
                 self.layers[name] = ops[name]
@@ -253,6 +261,8 @@ class ChannelGraph:
             out = self._created(op, int(op.embeddings.shape[-1]))
             self._weight(op, op.embeddings, -1, "out", out)
             return [out]
+        if isinstance(op, _L.MultiHeadAttention):
+            return [self._attention(op, inputs)]
         if type(op) in _RECURRENT:
             return self._recurrent(op, x, _RECURRENT[type(op)], out_shapes)
         if isinstance(op, _L.BatchNormalization):
@@ -260,6 +270,13 @@ class ChannelGraph:
                 raise UnsupportedLayer(f"it normalizes axis {op.axis}, not the channels")
             for variable in op.weights:
                 self._weight(op, variable, 0, "tie", x)
+            return [x]
+        if isinstance(op, _L.Normalization):
+            if tuple(op.axis) not in ((-1,), (len(shape) - 1,)):
+                raise UnsupportedLayer(f"it normalizes axis {op.axis}, not the channels")
+            for variable in op.weights:
+                if len(variable.shape) and int(variable.shape[-1]) == len(x):
+                    self._weight(op, variable, -1, "tie", x)
             return [x]
         if isinstance(op, _L.PReLU):
             if int(op.alpha.shape[-1]) == len(x):
@@ -329,6 +346,29 @@ class ChannelGraph:
             self._weight(op, cell.bias, -1, "tie", np.tile(units, gates))
         return [units for _ in out_shapes]
 
+    def _attention(self, op: Any, inputs: list) -> np.ndarray:
+        """Heads are channels of their own: a head's query, key and value columns and its
+        output rows go together. The query, key and value features are rows it reads."""
+        if op.get_config().get("use_gate") or len(op.query_dense.kernel.shape) != 3:
+            raise UnsupportedLayer("only ungated attention over one axis is supported")
+        parts = [op.query_dense, op.key_dense, op.value_dense]
+        heads = self._created(op, int(op.query_dense.kernel.shape[1]))
+        for dense, (pos, _) in zip(parts, inputs[:3], strict=True):
+            role = "out" if dense is op.query_dense else "tie"
+            self._weight(op, dense.kernel, 0, "in", pos)
+            self._weight(op, dense.kernel, 1, role, heads)
+            if dense.bias is not None:
+                self._weight(op, dense.bias, 0, "tie", heads)
+        for pos, _ in inputs[3:]:
+            self._fix(pos, f"'{op.name}' reads them as an attention mask")
+        dense = op.output_dense
+        out = self._created(op, int(dense.kernel.shape[-1]))
+        self._weight(op, dense.kernel, 0, "tie", heads)
+        self._weight(op, dense.kernel, -1, "out", out)
+        if dense.bias is not None:
+            self._weight(op, dense.bias, -1, "tie", out)
+        return out
+
     # Numbering the groups.
     def _number(self, selected: Callable[[Any], bool]) -> None:
         roots = np.array([self._find(p) for p in range(len(self.parent))], dtype=np.int64)
@@ -372,6 +412,26 @@ def _tensors(value: Any, keys: list, shapes: dict) -> None:
     elif isinstance(value, (list, tuple)):
         for item in value:
             _tensors(item, keys, shapes)
+
+
+def _attention_inputs(node: dict, tensors: dict, shapes: dict, inputs: list) -> list:
+    """A MultiHeadAttention call's (query, value, key, others...) tensors."""
+    args, kwargs = list(node.get("args", ())), dict(node.get("kwargs", {}))
+    named = dict(zip(("query", "value", "key"), args, strict=False))
+    for name in ("query", "value", "key"):
+        if name in kwargs:
+            named[name] = kwargs.pop(name)
+    named.setdefault("key", named["value"])
+
+    def entry(value: Any) -> tuple:
+        keys: list = []
+        _tensors(value, keys, {})
+        return (tensors[keys[0]], shapes[keys[0]])
+
+    main = [entry(named[n]) for n in ("query", "key", "value")]
+    others = []
+    _tensors([args[3:], kwargs], others, {})
+    return main + [(tensors[k], shapes[k]) for k in others]
 
 
 def _names(entries: Any) -> list[str]:

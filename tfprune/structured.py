@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 from tfprune.channel_masks import CRITERIA, RANKINGS, update_channel_masks
-from tfprune.channels import ChannelGraph
+from tfprune.channels import QUIET, ChannelGraph
 from tfprune.checks import is_int
 from tfprune.clone import clone_pruned
 from tfprune.prune import is_pruned, pruning_wrappers
@@ -28,8 +28,6 @@ from tfprune.wrapper import PruneLowMagnitude
 __all__ = ["prune_channels"]
 
 UNSUPPORTED = ("raise", "keep")
-# Reasons that need no telling: a model's inputs and outputs are never trimmed.
-_QUIET = ("model input", "model output")
 
 
 class _ChannelChoice:
@@ -195,7 +193,7 @@ def prune_channels(
     told = {
         name: reason
         for name, reason in graph.kept_reasons.items()
-        if reason not in _QUIET and (selected is None or selected(graph.layers[name]))
+        if reason not in QUIET and (selected is None or selected(graph.layers[name]))
     }
     if told:
         warnings.warn(

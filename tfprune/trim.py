@@ -29,10 +29,18 @@ from tfprune.solvers import MatrixView
 __all__ = ["trim"]
 
 
-def _resized(layer: Any, count: int | None) -> dict[str, Any]:
+def _resized(layer: Any, counts: dict[str, int]) -> dict[str, Any]:
+    """The layer's config with its channel counts (per label of its "out" axes) lowered."""
     config = layer.get_config()
-    if count is None:
+    if not counts:
         return config
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        label = weight_label(layer, layer.query_dense.kernel)
+        config["num_heads"] = counts[label]
+        out = counts[weight_label(layer, layer.output_dense.kernel)]
+        config["output_shape"] = (out,)
+        return config
+    (count,) = counts.values()
     if isinstance(layer, keras.layers.Dense) or type(layer) in _RECURRENT:
         config["units"] = count
     elif isinstance(layer, keras.layers.Embedding):
@@ -66,7 +74,7 @@ class _Plan:
                         if g >= 0:
                             kept_root[graph._find(p)] = bool(keep[g])
         self.axes: dict[str, dict[str, list[tuple[int, np.ndarray]]]] = {}
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, dict[str, int]] = {}
         for name, labels in graph.weights.items():
             self.axes[name] = {}
             for label, axes in labels.items():
@@ -76,10 +84,10 @@ class _Plan:
                     )
                     self.axes[name].setdefault(label, []).append((a.axis, alive))
                     if a.role == "out":
-                        self.counts[name] = int(alive.sum())
+                        self.counts.setdefault(name, {})[label] = int(alive.sum())
         for name, positions in graph.counted.items():
             alive = [kept_root.get(graph._find(p), True) for p in positions.tolist()]
-            self.counts[name] = int(sum(alive))
+            self.counts[name] = {"": int(sum(alive))}
 
     def weights(self, layer: Any) -> list[np.ndarray]:
         axes = self.axes.get(layer.name, {})
@@ -104,7 +112,7 @@ def _rebuilt(stripped: keras.Model, plan: _Plan) -> keras.Model:
             return layer  # an operation of the model's own code (`x + y`) holds no state
         if layer.name not in plan.counts and layer.name not in plan.axes:
             return fresh(layer)
-        return recreate(layer.__class__, _resized(layer, plan.counts.get(layer.name)))
+        return recreate(layer.__class__, _resized(layer, plan.counts.get(layer.name, {})))
 
     trimmed = keras.models.clone_model(stripped, clone_function=clone)
     for layer in stripped.layers:
