@@ -375,3 +375,31 @@ def test_trimmed_residual_cnn_exports_to_a_verified_litert_file(tmp_path):
         small = to_tflite(trimmed, tmp_path / "trimmed.tflite")
     assert small.verification.passed and dense.verification.passed
     assert small.bytes < 0.5 * dense.bytes
+
+
+@pytest.mark.slow
+def test_trimmed_mobilenet_v2_exports_verified_float_and_int8_files(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from tfprune.export import to_tflite
+
+    model = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10
+    )
+    pruned = tfprune.prune_channels(model, tfprune.ConstantSparsity(0.5, begin_step=0), round_to=4)
+    trimmed = tfprune.trim(pruned)
+    x = np.random.default_rng(0).random((16, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(trimmed(x)), keras.ops.convert_to_numpy(pruned(x)), atol=1e-5
+    )
+    for layer in trimmed.layers:
+        if isinstance(layer, (L.Conv2D, L.Dense)) and layer.name != "predictions":
+            assert layer.kernel.shape[-1] % 4 == 0, layer.name
+    assert trimmed.get_layer("predictions").units == 10
+    sizes = {}
+    for quantize in (None, "int8"):
+        path = tmp_path / f"trimmed_{quantize}.tflite"
+        result = to_tflite(trimmed, path, quantize=quantize, representative_data=x)
+        assert result.verification.passed, quantize
+        sizes[quantize] = result.bytes
+    assert sizes[None] < 0.35 * 4 * model.count_params()  # the dense float32 weights alone
+    assert sizes["int8"] < 0.5 * sizes[None]
