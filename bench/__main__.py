@@ -7,9 +7,10 @@ the same jobs in alternation, measures the exported files in a LiteRT child proc
 (`bench.litert`), and writes `RESULTS.md`, `results.json` and PNG plots to `--out` (default
 `bench/`). No network access: the data ship with tfprune (MNIST sample) and gensim (Lee corpus).
 Both workers also train LeNet with unstructured, block and 2:4 patterns (`bench.patterns`). Last,
-the tfprune worker prunes trained models one-shot (`bench.oneshot`), trains, times and exports
-MobileNetV2 and times ResNet50's mask updates (`bench.applications`; tfprune only).
-`--only mobilenet`, `--only patterns` or `--only oneshot` runs just that part and merges it
+the tfprune worker prunes trained models one-shot (`bench.oneshot`), prunes and trims channels
+(`bench.channels`), trains, times and exports MobileNetV2 and times ResNet50's mask updates
+(`bench.applications`; tfprune only). `--only mobilenet`, `--only patterns`, `--only oneshot`
+or `--only channels` runs just that part and merges it
 into the `results.json` an earlier run of the same preset left in `--out`.
 """
 
@@ -20,6 +21,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -207,6 +209,7 @@ def run(cfg: presets.Config, work: str, command: str) -> dict:
         results["paper"] = paper(workers["tfprune"], cfg, work, results)
         log("paper claims measured")
         results["oneshot"] = run_oneshot(workers["tfprune"], cfg)
+        results["channels"] = run_channels(workers["tfprune"], cfg, work)
         results["applications"] = applications(workers["tfprune"], cfg, work, command)
     finally:
         for w in workers.values():
@@ -273,6 +276,90 @@ def run_oneshot(worker: Worker, cfg: presets.Config) -> dict:
             out[model].append(worker("oneshot", seed=seed, **cfg.oneshot_options(model)))
             log(f"one-shot pruning of {model} (seed {seed}) measured")
     return out
+
+
+def run_channels(worker: Worker, cfg: presets.Config, work: str) -> dict:
+    """`bench.channels` in the tfprune worker, its files measured in a child process, each
+    target's files interleaved with the dense files of their model."""
+    start = time.perf_counter()
+    out: dict = {"models": {}, "files": {}}
+    for model in cfg.channels_models:
+        runs = out["models"][model] = []
+        for seed in cfg.channels_seeds:
+            runs.append(worker("channels", **cfg.channels_options(model, seed, work)))
+            log(f"channel pruning of {model} (seed {seed}) measured")
+        first = runs[0]
+        dense = first["files"]["dense"]
+        rows, dense_latency = [], {kind: [] for kind in dense}
+        for run in first["runs"]:
+            group = {f"{label} {run['target']:.0%}": files for label, files in run["files"].items()}
+            paths = [f["path"] for files in [dense, *group.values()] for f in files.values()]
+            measured = channel_files([p for p in paths if p], cfg.latency_repeats)
+            for kind, f in dense.items():
+                dense_latency[kind].append(measured.get(f["path"], {}).get("latency_us"))
+            for label, files in group.items():
+                rows += [_file_row(label, kind, f, measured) for kind, f in files.items()]
+        for kind, f in dense.items():
+            latencies = [v for v in dense_latency[kind] if v is not None]
+            row = _file_row("dense", kind, f, {})
+            row["latency_us"] = statistics.median(latencies) if latencies else None
+            rows.insert(len([r for r in rows if r["label"] == "dense"]), row)
+        for row in rows:
+            reference = next(r for r in rows if r["label"] == "dense" and r["kind"] == row["kind"])
+            row["bytes_ratio"] = row["bytes"] / reference["bytes"]
+            row["latency_ratio"] = (
+                row["latency_us"] / reference["latency_us"]
+                if row["latency_us"] and reference["latency_us"]
+                else float("nan")
+            )
+        out["files"][model] = rows
+        log(f"channel-pruned files of {model} measured in LiteRT")
+    out["wall_s"] = time.perf_counter() - start
+    return out
+
+
+def _file_row(label: str, kind: str, info: dict, measured: dict) -> dict:
+    path = info["path"]
+    found = measured.get(path, {})
+    return {
+        "label": label,
+        "kind": kind,
+        "bytes": os.path.getsize(path) if path else 0,
+        "loads": found.get("loads", bool(path)),
+        "reason": found.get("reason", info.get("reason", "")),
+        "latency_us": found.get("latency_us"),
+        "verified": info["verified"],
+        "why": info.get("reason", ""),
+    }
+
+
+def channel_files(paths: list[str], repeats: int) -> dict:
+    """Runs `bench.channels` in a child process on the files; returns per-file measurements."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.channels", str(repeats), *paths],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=1800,
+    )
+    for line in child.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK) :])
+    raise WorkerError(f"bench.channels failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
+
+
+def run_channels_alone(cfg: presets.Config, work: str) -> dict:
+    """`run_channels` in a tfprune worker of its own."""
+    worker = Worker("tfprune", work)
+    try:
+        data_path = os.path.join(work, "data.npz")
+        worker("prepare", path=data_path, **cfg.data_options())
+        worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
+        return run_channels(worker, cfg, work)
+    finally:
+        worker.close()
 
 
 def run_oneshot_alone(cfg: presets.Config, work: str) -> dict:
@@ -387,6 +474,7 @@ PARTS = {
     "mobilenet": (("mobilenet_", "resnet_"), "applications", run_applications),
     "patterns": (("pattern_",), "patterns", lambda cfg, work, _: run_patterns_alone(cfg, work)),
     "oneshot": (("oneshot_",), "oneshot", lambda cfg, work, _: run_oneshot_alone(cfg, work)),
+    "channels": (("channels_",), "channels", lambda cfg, work, _: run_channels_alone(cfg, work)),
 }
 
 
@@ -426,7 +514,9 @@ def main(argv: list[str] | None = None) -> None:
         help="run only one part and merge it into the results.json that an earlier run of the "
         "same preset left in --out: 'mobilenet' (MobileNetV2 and ResNet50's masks, tfprune "
         "only), 'patterns' (unstructured, block and 2:4 pruning of LeNet, both libraries) or "
-        "'oneshot' (magnitude, Wanda and SparseGPT on trained models, tfprune only)",
+        "'oneshot' (magnitude, Wanda and SparseGPT on trained models, tfprune only) or "
+        "'channels' (channel pruning and trim against unstructured and small dense models, "
+        "tfprune only)",
     )
     parser.add_argument(
         "--keep-files",

@@ -21,6 +21,8 @@ class Config:
     ("PATTERN@SPARSITY", " fc1" to prune only the first layer), seeds, epochs and update interval.
     The `oneshot_*` settings are those of `bench.oneshot`: its models, seeds, dense training
     epochs (MNIST models, language models), targets, calibration rows and fine-tuning epochs.
+    The `channels_*` settings are those of `bench.channels`: its models, seeds, target shares
+    of channels, epochs, update interval, MobileNetV2 input size and rows, and `round_to`.
     """
 
     name: str
@@ -81,6 +83,14 @@ class Config:
     oneshot_targets: tuple = (0.5, 0.7, 0.9, "2:4")
     oneshot_calibration: int = 256
     oneshot_finetune: int = 1
+    channels_models: tuple[str, ...] = ("lenet", "cnn", "mobilenet")
+    channels_seeds: tuple[int, ...] = (0,)
+    channels_targets: tuple[float, ...] = (0.25, 0.5, 0.75)
+    channels_epochs: tuple[int, int, int] = (2, 3, 2)
+    channels_frequency: int = 10
+    channels_mobilenet_size: int = 64
+    channels_mobilenet_rows: int = 1000
+    channels_round_to: int = 4
     parallel: bool = False
 
     def seeds(self, model: str) -> tuple[int, ...]:
@@ -117,6 +127,26 @@ class Config:
             "targets": list(self.oneshot_targets),
             "calibration": self.oneshot_calibration,
             "finetune": self.oneshot_finetune,
+        }
+
+    def channels_options(self, model: str, seed: int, out_dir: str) -> dict:
+        """Arguments of the worker's `channels` job for `model`."""
+        warmup, ramp, finetune = self.channels_epochs
+        return {
+            "model": model,
+            "seed": seed,
+            "size": self.channels_mobilenet_size,
+            "rows": self.channels_mobilenet_rows,
+            "targets": list(self.channels_targets),
+            "epochs": {
+                "warmup": warmup,
+                "ramp": ramp,
+                "finetune": finetune,
+                "frequency": self.channels_frequency,
+                "round_to": self.channels_round_to,
+            },
+            "calibration": self.calibration,
+            "out_dir": out_dir,
         }
 
     def pattern_options(self) -> dict:
@@ -189,6 +219,10 @@ PRESETS = {
         oneshot_epochs=(1, 1),
         oneshot_targets=(0.5, "2:4"),
         oneshot_calibration=32,
+        channels_models=("lenet",),
+        channels_targets=(0.5,),
+        channels_epochs=(1, 1, 0),
+        channels_frequency=2,
         parallel=True,
     ),
     "quick": Config(name="quick"),
@@ -215,5 +249,10 @@ PRESETS = {
         pattern_frequency=25,
         oneshot_seeds=(0, 1, 2),
         oneshot_epochs=(10, 6),
+        channels_seeds=(0, 1, 2),
+        channels_epochs=(4, 6, 4),
+        channels_frequency=25,
+        channels_mobilenet_size=96,
+        channels_mobilenet_rows=4000,
     ),
 }

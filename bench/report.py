@@ -12,7 +12,7 @@ import os
 import statistics
 import sys
 
-from bench import applications, models, oneshot, patterns
+from bench import applications, channels, models, oneshot, patterns
 
 NAMES = {"lenet": "LeNet-300-100", "cnn": "small CNN", "lstm": "2-layer LSTM LM"}
 LIBS = ("tfprune", "tfmot")
@@ -417,6 +417,8 @@ def write(results: dict, out_dir: str) -> str:
     plots = plot(results, out_dir)
     if "patterns" in results:
         plots.append(patterns.plot(results, out_dir))
+    if results.get("channels"):
+        plots.append(channels.plot(results, out_dir))
     header = _header(results)
     # Everything between the title and the plots is a named section that the docs page
     # includes verbatim (pymdownx.snippets), so the page always shows the committed results.
@@ -432,6 +434,7 @@ def write(results: dict, out_dir: str) -> str:
         *_paper_section(results),
         *(patterns.report_section(results) if "patterns" in results else []),
         *(oneshot.report_section(results) if "oneshot" in results else []),
+        *channels.report_section(results),
         *(applications.report_section(results) if "applications" in results else []),
         "<!-- --8<-- [end:results] -->",
         "",

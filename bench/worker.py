@@ -243,6 +243,15 @@ class Worker:
         task = oneshot.Task(self.lib, model, data, self.vocab, self.lstm_units)
         return oneshot.run(self.lib, task, seed, **options)
 
+    def job_channels(self, model: str, size: int, rows: int, **options) -> dict:
+        """One model and seed of `bench.channels` (MobileNetV2 on resized RGB digits)."""
+        from bench import applications, channels
+
+        data = self.data["lenet" if model == "mobilenet" else model]
+        if model == "mobilenet":
+            data = [(applications.rgb_digits(x[:rows], size), y[:rows]) for x, y in data]
+        return channels.run(self.lib, model, data, **options)
+
     def job_mask(self, size: int) -> dict:
         """Times one mask update of a `size` x `size` weight at 90% (prepared on first call)."""
         if size not in self.mask_updates:

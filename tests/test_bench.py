@@ -66,6 +66,7 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
     _check_applications(results["applications"])
     _check_patterns(results["patterns"])
     _check_oneshot(results["oneshot"])
+    _check_channels(results["channels"])
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in (
         "Training time",
@@ -76,10 +77,30 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
         "MobileNetV2 and ResNet50",
         "Sparsity patterns",
         "One-shot pruning",
+        "Structured pruning",
     ):
         assert heading in report
-    for name in ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png"):
+    plots = ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png")
+    for name in (*plots, "channels_accuracy_latency.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def _check_channels(part):
+    """The smoke run's channel part: LeNet at 50% of channels, trimmed to half its units."""
+    (run,) = part["models"]["lenet"][0]["runs"]
+    assert run["target"] == 0.5 and run["parameters"] < 0.55 * run["dense_parameters"]
+    assert run["trimmed"] == pytest.approx(run["channels"], abs=0.005)  # a tie at most
+    for key in ("unstructured", "small_dense", "one_shot", "one_shot_updated"):
+        assert 0.0 <= run[key] <= 1.0
+    files = {(row["label"], row["kind"]): row for row in part["files"]["lenet"]}
+    assert set(files) == {
+        (label, kind)
+        for label in ("dense", "trimmed 50%", "unstructured 50%")
+        for kind in ("float32", "int8")
+    }
+    for row in files.values():
+        assert row["loads"] and row["verified"] and row["latency_us"] > 0, row
+    assert files[("trimmed 50%", "float32")]["bytes_ratio"] < 0.55
 
 
 def _check_patterns(part):

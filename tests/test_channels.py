@@ -92,6 +92,22 @@ def attention_block() -> keras.Model:
     return keras.Model(inputs, L.Dense(3, name="head")(x))
 
 
+def nested_models() -> keras.Model:
+    """A Functional backbone and a Sequential block used as layers of an outer model."""
+    backbone_in = keras.Input((8, 8, 3))
+    b = L.Conv2D(8, 3, padding="same", activation="relu", name="backbone_conv")(backbone_in)
+    b = L.Conv2D(8, 1, name="backbone_project")(b)
+    backbone = keras.Model(backbone_in, b, name="backbone")
+    block = keras.Sequential(
+        [keras.Input((8,)), L.Dense(12, activation="relu", name="block_up"), L.Dense(8)],
+        name="block",
+    )
+    inputs = keras.Input((8, 8, 3))
+    x = L.GlobalAveragePooling2D()(backbone(inputs))
+    x = block(L.Dense(8, name="pre")(x))
+    return keras.Model(inputs, L.Dense(2, name="head")(x))
+
+
 def sequential_lenet() -> keras.Model:
     return keras.Sequential(
         [
@@ -114,7 +130,7 @@ def _inputs(model: keras.Model, n: int = 5, seed: int = 1) -> np.ndarray:
 
 
 BUILDERS = [residual_se_cnn, ops_and_reshape, recurrent_text, transposed_and_pooling]
-BUILDERS += [attention_block, sequential_lenet]
+BUILDERS += [attention_block, nested_models, sequential_lenet]
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda f: f.__name__)
@@ -183,6 +199,18 @@ def test_attention_heads_go_with_their_query_key_value_and_output_slices():
     # proj's 16 features are a residual group of their own: 8 stay, in every reader.
     assert shapes[0] == (8, 2, 8) and shapes[6] == (2, 8, 8)
     assert trimmed.get_layer("cross").weights[4].shape == (16, 1, 4)  # value: the model input
+
+
+def test_nested_models_are_followed_and_trimmed_inside():
+    pruned = tfprune.prune_channels(
+        _randomized(nested_models()), tfprune.ConstantSparsity(0.5, begin_step=0)
+    )
+    trimmed = tfprune.trim(pruned)
+    backbone, block = trimmed.get_layer("backbone"), trimmed.get_layer("block")
+    assert backbone.get_layer("backbone_conv").filters == 4
+    assert backbone.get_layer("backbone_project").filters == 4
+    assert trimmed.get_layer("pre").units == 4
+    assert block.inputs[0].shape == (None, 4) and block.get_layer("block_up").units == 6
 
 
 @pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.75])
@@ -362,19 +390,23 @@ def test_bad_arguments_and_models_get_clear_errors():
         tfprune.prune_channels(only_output)
 
 
-def test_trimmed_residual_cnn_exports_to_a_verified_litert_file(tmp_path):
+def test_trimmed_residual_cnn_exports_verified_files_in_every_quantization(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from tfprune.export import to_tflite
 
     model = _randomized(residual_se_cnn())
     pruned = tfprune.prune_channels(model, tfprune.ConstantSparsity(0.5, begin_step=0))
     trimmed = tfprune.trim(pruned)
+    x = _inputs(model, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dense = to_tflite(model, tmp_path / "dense.tflite")
-        small = to_tflite(trimmed, tmp_path / "trimmed.tflite")
-    assert small.verification.passed and dense.verification.passed
-    assert small.bytes < 0.5 * dense.bytes
+        for quantize in (None, "dynamic", "float16", "int8"):
+            path = tmp_path / f"trimmed_{quantize}.tflite"
+            small = to_tflite(trimmed, path, quantize=quantize, representative_data=x)
+            assert small.verification.passed, quantize
+            if quantize is None:
+                assert small.bytes < 0.5 * dense.bytes
 
 
 @pytest.mark.slow

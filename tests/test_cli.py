@@ -236,3 +236,38 @@ def test_prune_one_shot_errors_are_one_line(capsys, tmp_path, calibration, extra
     code, _, err = run(capsys, "prune_one_shot", str(dense_path), *extra)
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.keras").exists()
+
+
+def test_prune_channels_writes_the_trimmed_model(capsys, tmp_path, calibration):
+    keras.utils.set_random_seed(1)
+    dense_path = tmp_path / "dense.keras"
+    dense = small_mlp()
+    dense.save(dense_path)
+    out = tmp_path / "small.keras"
+    code, printed, err = run(
+        capsys,
+        "prune_channels",
+        str(dense_path),
+        "-o",
+        str(out),
+        "--fraction",
+        "0.5",
+        "--calibration",
+        calibration,
+        "--round_to",
+        "4",
+    )
+    assert code == 0, err
+    small = keras.models.load_model(out)
+    hidden = [layer for layer in dense.layers if layer.weights][:-1]
+    for layer in hidden:
+        units = small.get_layer(layer.name).units
+        assert units == layer.units // 2 and units % 4 == 0
+        assert layer.name in printed
+    assert "updated on the calibration inputs" in printed and f"wrote {out}" in printed
+    code, _, err = run(capsys, "prune_channels", str(dense_path), "-o", str(tmp_path / "x.tflite"))
+    assert code == 1 and "needs -o OUT.keras" in err
+    code, _, err = run(
+        capsys, "prune_channels", str(dense_path), "-o", str(out), "--layers", "nothing*"
+    )
+    assert code == 1 and "no channel that can be removed" in err

@@ -27,8 +27,9 @@ import keras
 import numpy as np
 
 from tfprune.registry import weight_label
+from tfprune.walk import model_kind
 
-__all__ = ["Axis", "ChannelGraph", "QUIET", "UnsupportedLayer"]
+__all__ = ["Axis", "ChannelGraph", "QUIET", "UnsupportedLayer", "as_functional", "input_names"]
 
 _L = keras.layers
 _CONVS = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
@@ -110,7 +111,8 @@ class ChannelGraph:
         self.weights: dict[str, dict[str, list[Axis]]] = {}
         self.layers: dict[str, Any] = {}
         self.kept: list[tuple[str, str]] = []
-        # Layers with no weights whose config names a channel count (a Reshape's target).
+        # Layers with no weights whose config names a channel count (a Reshape's target, a
+        # nested model's input).
         self.counted: dict[str, np.ndarray] = {}
         self._creators: list[tuple[str, np.ndarray]] = []
         self._read(model)
@@ -154,9 +156,10 @@ class ChannelGraph:
         axes.append(Axis(axis, role, pos))
 
     # Reading the graph.
-    def _read(self, model: Any) -> None:
-        if isinstance(model, keras.Sequential):
-            model = keras.Model(model.inputs, model.outputs)
+    def _read(self, model: Any, given: list | None = None) -> list[np.ndarray]:
+        """Follows `model`'s graph; returns its outputs' positions. A nested model reads the
+        positions `given` to it; the outermost one keeps its inputs and outputs whole."""
+        model = as_functional(model)
         config = model.get_config()
         ops = {op.name: op for op in model.operations}
         shapes: dict[tuple, tuple] = {}
@@ -171,7 +174,10 @@ class ChannelGraph:
         for key, tensor in zip(outputs, model.outputs, strict=True):
             shapes[tuple(key)] = tuple(tensor.shape)
         tensors: dict[tuple, np.ndarray] = {}
-        for name in _names(config["input_layers"]):
+        for i, name in enumerate(_names(config["input_layers"])):
+            if given is not None:
+                tensors[(name, 0, 0)] = self.counted[name] = given[i][0]
+                continue
             shape = shapes.get((name, 0, 0)) or tuple(ops[name].output.shape)
             tensors[(name, 0, 0)] = self._new(int(shape[-1]))
             self._fix(tensors[(name, 0, 0)], "model input")
@@ -191,8 +197,10 @@ class ChannelGraph:
                 self.layers[name] = ops[name]
                 for t, pos in enumerate(self._visit(ops[name], inputs, out_shapes)):
                     tensors[(name, index, t)] = pos
-        for key in outputs:
-            self._fix(tensors[tuple(key)], "model output")
+        if given is None:
+            for key in outputs:
+                self._fix(tensors[tuple(key)], "model output")
+        return [tensors[tuple(key)] for key in outputs]
 
     def _visit(self, op: Any, inputs: list, out_shapes: list) -> list[np.ndarray]:
         if isinstance(op, _L.InputLayer):
@@ -200,13 +208,18 @@ class ChannelGraph:
         try:
             return self._follow(op, inputs, out_shapes)
         except UnsupportedLayer as error:
-            if self.unsupported == "raise":
+            # A layer that reads only channels kept anyway (a Reshape of the model's input)
+            # loses nothing: its outputs are kept whole too, with no error.
+            fixed = {self._find(p) for p in self.reasons}
+            quiet = all(self._find(p) in fixed for pos, _ in inputs for p in pos.tolist())
+            if self.unsupported == "raise" and not quiet:
                 raise UnsupportedLayer(
                     f"Cannot prune channels through layer '{op.name}' of type "
                     f'{type(op).__name__}: {error}. Pass unsupported="keep" to keep the '
                     "channels it reads and writes, or leave the model as it is."
                 ) from None
-            self.kept.append((op.name, str(error)))
+            if not quiet:
+                self.kept.append((op.name, str(error)))
             for pos, _ in inputs:
                 self._fix(pos, f"read by '{op.name}': {error}")
             outs = [self._new(int(s[-1])) if s else self._new(0) for s in out_shapes]
@@ -222,6 +235,10 @@ class ChannelGraph:
         return pos
 
     def _follow(self, op: Any, inputs: list, out_shapes: list) -> list[np.ndarray]:
+        if isinstance(op, keras.Model):
+            if model_kind(op) == "subclassed":
+                raise UnsupportedLayer("a subclassed model has no graph to follow")
+            return self._read(op, inputs)
         if not isinstance(op, _L.Layer):
             if type(op).__name__ in _ELEMENTWISE_OPS:
                 return [self._merge(inputs)]
@@ -393,6 +410,10 @@ class ChannelGraph:
             for name in creators.get(int(roots[p]), []):
                 self.kept_reasons.setdefault(name, reason)
 
+    def root(self, position: int) -> int:
+        """The representative of the position's set: equal for positions that go together."""
+        return self._find(position)
+
     def ids(self, positions: np.ndarray) -> np.ndarray:
         """The group of each position: a number, or -1 where the channel is kept whole."""
         return self.group_of[positions]
@@ -432,6 +453,18 @@ def _attention_inputs(node: dict, tensors: dict, shapes: dict, inputs: list) -> 
     others = []
     _tensors([args[3:], kwargs], others, {})
     return main + [(tensors[k], shapes[k]) for k in others]
+
+
+def as_functional(model: Any) -> Any:
+    """A Sequential model as the Functional model of the same layers (its graph in config)."""
+    if isinstance(model, keras.Sequential):
+        return keras.Model(model.inputs, model.outputs)
+    return model
+
+
+def input_names(model: Any) -> list[str]:
+    """The names of a Sequential or Functional model's input layers, in input order."""
+    return _names(as_functional(model).get_config()["input_layers"])
 
 
 def _names(entries: Any) -> list[str]:

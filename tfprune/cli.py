@@ -1,5 +1,5 @@
-"""The `tfprune` command line: `demo`, `export`, `report`, `check_sparsity_m_by_n` and
-`prune_one_shot`."""
+"""The `tfprune` command line: `demo`, `export`, `report`, `check_sparsity_m_by_n`,
+`prune_one_shot` and `prune_channels`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 from absl import flags
 
+from tfprune.cli_channels import command as _cmd_channels
+from tfprune.cli_channels import define as _define_channels
 from tfprune.cli_oneshot import command as _cmd_one_shot
 from tfprune.cli_oneshot import define as _define_one_shot
 
@@ -29,6 +31,9 @@ commands:
   prune_one_shot MODEL.keras --calibration DATA.npz -o OUT.keras [--sparsity 0.5 | --m_by_n 2,4]
                        [--method sparsegpt|wanda|magnitude] [--layers NAME,...] [--batch_size N]
                        prune a trained model from calibration inputs, without training
+  prune_channels MODEL.keras -o OUT.keras [--fraction 0.5] [--calibration DATA.npz]
+                       [--round_to 4] [--allocation layer|global] [--layers NAME,...]
+                       remove channels of a trained model and write the smaller model
 
 Run `tfprune COMMAND --help` for the flags of a command."""
 
@@ -279,6 +284,7 @@ _COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "check_sparsity_m_by_n": (_define_check, _cmd_check),
     "demo": (_define_demo, _cmd_demo),
     "export": (_define_export, _cmd_export),
+    "prune_channels": (_define_channels, _cmd_channels),
     "prune_one_shot": (_define_one_shot, _cmd_one_shot),
     "report": (_define_report, _cmd_report),
 }

@@ -18,13 +18,22 @@ import numpy as np
 
 from tfprune.calibration import Kept, Recorder, batches, is_iterator
 from tfprune.channel_masks import group_keep
-from tfprune.channels import _CONVS, _DEPTHWISE, _RECURRENT, _SEPARABLE, _TRANSPOSED, ChannelGraph
+from tfprune.channels import (
+    _CONVS,
+    _DEPTHWISE,
+    _RECURRENT,
+    _SEPARABLE,
+    _TRANSPOSED,
+    ChannelGraph,
+    input_names,
+)
 from tfprune.checks import is_int
 from tfprune.clone import clone_stripped, fresh
 from tfprune.prune import pruning_wrappers
 from tfprune.rebuild import recreate
 from tfprune.registry import weight_label
 from tfprune.solvers import MatrixView
+from tfprune.walk import walk
 
 __all__ = ["trim"]
 
@@ -72,7 +81,7 @@ class _Plan:
                         )
                     for p, g in zip(known[axis].positions.tolist(), ids, strict=True):
                         if g >= 0:
-                            kept_root[graph._find(p)] = bool(keep[g])
+                            kept_root[graph.root(p)] = bool(keep[g])
         self.axes: dict[str, dict[str, list[tuple[int, np.ndarray]]]] = {}
         self.counts: dict[str, dict[str, int]] = {}
         for name, labels in graph.weights.items():
@@ -80,13 +89,13 @@ class _Plan:
             for label, axes in labels.items():
                 for a in axes:
                     alive = np.array(
-                        [kept_root.get(graph._find(p), True) for p in a.positions.tolist()]
+                        [kept_root.get(graph.root(p), True) for p in a.positions.tolist()]
                     )
                     self.axes[name].setdefault(label, []).append((a.axis, alive))
                     if a.role == "out":
                         self.counts.setdefault(name, {})[label] = int(alive.sum())
         for name, positions in graph.counted.items():
-            alive = [kept_root.get(graph._find(p), True) for p in positions.tolist()]
+            alive = [kept_root.get(graph.root(p), True) for p in positions.tolist()]
             self.counts[name] = {"": int(sum(alive))}
 
     def weights(self, layer: Any) -> list[np.ndarray]:
@@ -108,6 +117,18 @@ class _Plan:
 
 def _rebuilt(stripped: keras.Model, plan: _Plan) -> keras.Model:
     def clone(layer: Any) -> Any:
+        if isinstance(layer, keras.Model):
+            # A nested model is cloned on inputs of its trimmed widths.
+            inputs = [
+                keras.Input(
+                    batch_shape=(*x.shape[:-1], plan.counts.get(name, {}).get("", x.shape[-1])),
+                    dtype=x.dtype,
+                    name=name,
+                )
+                for name, x in zip(input_names(layer), layer.inputs, strict=True)
+            ]
+            inputs = keras.tree.pack_sequence_as(layer.input, inputs)
+            return keras.models.clone_model(layer, input_tensors=inputs, clone_function=clone)
         if not isinstance(layer, keras.layers.Layer):
             return layer  # an operation of the model's own code (`x + y`) holds no state
         if layer.name not in plan.counts and layer.name not in plan.axes:
@@ -115,10 +136,18 @@ def _rebuilt(stripped: keras.Model, plan: _Plan) -> keras.Model:
         return recreate(layer.__class__, _resized(layer, plan.counts.get(layer.name, {})))
 
     trimmed = keras.models.clone_model(stripped, clone_function=clone)
-    for layer in stripped.layers:
-        if layer.weights:
-            trimmed.get_layer(layer.name).set_weights(plan.weights(layer))
+    copies = _by_name(trimmed)
+    for layer in _by_name(stripped).values():
+        if layer.weights and not isinstance(layer, keras.Model):
+            copies[layer.name].set_weights(plan.weights(layer))
     return trimmed
+
+
+def _by_name(model: keras.Model) -> dict[str, Any]:
+    """Every layer of the model, nested models' layers included (not the parts of a layer made
+    of layers, such as an attention layer's projections), by name, in call order."""
+    nested = walk(model, into=lambda layer: isinstance(layer, keras.Model))
+    return {layer.name: layer for layer in nested if layer is not model}
 
 
 def trim(
@@ -182,8 +211,9 @@ def trim(
     trimmed = _rebuilt(stripped, plan)
     if calibration_data is not None:
         reference = clone_stripped(model)
+        layers = _by_name(reference)
         for wrapper in wrappers:  # the weights as stored: the masks lifted
-            reference.get_layer(wrapper.layer.name).set_weights(wrapper.layer.get_weights())
+            layers[wrapper.layer.name].set_weights(wrapper.layer.get_weights())
         data = Kept(calibration_data) if is_iterator(calibration_data) else calibration_data
         _update(reference, trimmed, plan, data, batch_size, float(dampening))
     return trimmed
@@ -199,10 +229,11 @@ def _refittable(layer: Any, plan: _Plan) -> bool:
 
 
 def _update(reference, trimmed, plan: _Plan, data, batch_size: int, dampening: float) -> None:
-    for layer in trimmed.layers:
+    sources = _by_name(reference)
+    for layer in _by_name(trimmed).values():
         if not _refittable(layer, plan):
             continue
-        source = reference.get_layer(layer.name)
+        source = sources[layer.name]
         label = weight_label(source, source.kernel)
         out_kept = plan.kept(source, label, -1)
         view_new = MatrixView.of(layer, layer.kernel)

@@ -56,6 +56,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             a name shared by the wrappers pruned together with one magnitude threshold across
             all their weights, so that their total reaches it (`allocation="global"` of
             `prune_low_magnitude`). Defaults to None.
+        channels: None, or the channel groups of the layer's kernels when it is pruned by
+            whole channels together with the rest of its model (`tfprune.prune_channels`
+            writes it; see `tfprune.channel_masks`). Defaults to None.
         **kwargs: Base layer arguments such as `name`. The name defaults to
             `"prune_low_magnitude_" + layer.name`.
 

@@ -1,0 +1,305 @@
+"""Structured pruning: channels removed and trimmed, against the alternatives (tfprune only).
+
+For each model (LeNet-300-100 and the small CNN on the MNIST sample, MobileNetV2 alpha 0.35 on
+the digits resized and repeated to RGB) and each target share of channels: the dense model
+trains `warmup` epochs; from those weights, `tfprune.prune_channels` ramps to the target over
+`ramp` epochs (cubic) and fine-tunes `finetune` epochs, then `tfprune.trim` removes the masked
+channels. Side by side, from the same warm weights and for the same epochs: unstructured
+pruning (`prune_low_magnitude`) to the same count of non-zero kernel entries as the trimmed
+model; and a dense model of the trimmed model's shape trained from scratch for all the epochs
+(Zhu & Gupta's large-sparse vs small-dense, in the structured form). One-shot, from the fully
+trained dense model: `prune_channels` with the target at step 0, trimmed without and with the
+least-squares update (`calibration` training rows), no retraining.
+
+Files: the dense, trimmed and unstructured models are written by `tfprune.export.to_tflite`
+(float32 and int8); `measure` (run in a child process: `python -m bench.channels FILE...`)
+checks that each loads with LiteRT's default delegate and times one-row invokes, interleaved
+across the files of one model. `report_section` writes this part of `RESULTS.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from bench import models, protocol
+
+CURVE = "channels_accuracy_latency.png"
+NAMES = {"lenet": "LeNet-300-100", "cnn": "small CNN", "mobilenet": "MobileNetV2 (alpha 0.35)"}
+KINDS = ("float32", "int8")
+
+
+def _kernel_entries(model) -> tuple[int, int]:
+    """(non-zero, all) entries of the model's prunable kernels."""
+    from tfprune.registry import prunable_weights
+    from tfprune.walk import walk
+
+    nonzero = total = 0
+    for layer in walk(model):
+        if layer is model:
+            continue
+        for w in prunable_weights(layer):
+            value = np.asarray(w.numpy())
+            nonzero += int(np.count_nonzero(value))
+            total += value.size
+    return nonzero, total
+
+
+def _score(model, data) -> float:
+    _, (x, y) = data
+    return protocol.score(model, x, y, "mnist")
+
+
+def _export(model, prefix: str, x) -> dict:
+    from bench.worker import error_summary
+    from tfprune.export import to_tflite
+
+    files = {}
+    for kind in KINDS:
+        path = f"{prefix}_{kind}.tflite"
+        quantize = "int8" if kind == "int8" else None
+        try:
+            to_tflite(model, path, quantize=quantize, representative_data=x)
+            files[kind] = {"path": path, "verified": True}
+        except Exception as error:  # a failed export is a result to report
+            try:
+                to_tflite(model, path, quantize=quantize, representative_data=x, verify=False)
+                files[kind] = {"path": path, "verified": False, "reason": error_summary(error)}
+            except Exception as again:  # noqa: BLE001
+                files[kind] = {"path": None, "verified": False, "reason": error_summary(again)}
+    return files
+
+
+def run(lib, name: str, data, seed: int, targets, epochs: dict, calibration: int, out_dir: str):
+    """One model and seed: dense, then per target the structured, unstructured, small-dense
+    and one-shot runs, and the files of the dense, trimmed and unstructured models."""
+    import keras
+
+    import tfprune
+
+    (x, y), _ = data
+    warmup, ramp, finetune = epochs["warmup"], epochs["ramp"], epochs["finetune"]
+    total = warmup + ramp + finetune
+    build = _builder(lib, name, x)
+    dense = protocol.initial_model(lib, build, seed, None)
+    protocol.compile_model(lib, dense)
+    protocol.fit(dense, x, y, warmup)
+    warm = dense.get_weights()
+    protocol.fit(dense, x, y, ramp + finetune)
+    prefix = f"{out_dir}/channels_{name}_{seed}"
+    out = {
+        "model": name,
+        "seed": seed,
+        "dense": _score(dense, data),
+        "kernels": _kernel_entries(dense)[1],
+        "files": {"dense": _export(dense, f"{prefix}_dense", x[:calibration])},
+        "runs": [],
+    }
+    end = protocol.ramp_end_step(len(x), ramp, epochs["frequency"])
+    for target in targets:
+        schedule = tfprune.PolynomialDecay(0.0, target, 0, end, frequency=epochs["frequency"])
+        base = build()
+        base.set_weights(warm)
+        start = time.perf_counter()
+        pruned = tfprune.prune_channels(base, schedule, round_to=epochs["round_to"])
+        protocol.compile_model(lib, pruned)
+        protocol.fit(pruned, x, y, ramp + finetune, [tfprune.UpdatePruningStep()])
+        seconds = time.perf_counter() - start
+        trimmed = tfprune.trim(pruned)
+        nonzero = _kernel_entries(trimmed)[0]
+        sparsity = 1.0 - nonzero / out["kernels"]
+
+        base = build()
+        base.set_weights(warm)
+        same = tfprune.PolynomialDecay(0.0, sparsity, 0, end, frequency=epochs["frequency"])
+        unstructured = tfprune.prune_low_magnitude(base, same, allocation="global")
+        protocol.compile_model(lib, unstructured)
+        protocol.fit(unstructured, x, y, ramp + finetune, [tfprune.UpdatePruningStep()])
+        unstructured = tfprune.strip_pruning(unstructured)
+
+        keras.utils.set_random_seed(seed)
+        small = keras.models.clone_model(trimmed)  # the trimmed shape, fresh weights
+        protocol.compile_model(lib, small)
+        protocol.fit(small, x, y, total)
+
+        one_shot = tfprune.prune_channels(
+            dense, tfprune.ConstantSparsity(target, 0), round_to=epochs["round_to"]
+        )
+        start = time.perf_counter()
+        updated = tfprune.trim(one_shot, calibration_data=x[:calibration])
+        update_seconds = time.perf_counter() - start
+        tag = f"{prefix}_{target:g}"
+        out["runs"].append(
+            {
+                "target": target,
+                "channels": _score(pruned, data),
+                "trimmed": _score(trimmed, data),
+                "unstructured": _score(unstructured, data),
+                "small_dense": _score(small, data),
+                "one_shot": _score(tfprune.trim(one_shot), data),
+                "one_shot_updated": _score(updated, data),
+                "update_seconds": update_seconds,
+                "train_seconds": seconds,
+                "nonzero": nonzero,
+                "parameters": trimmed.count_params(),
+                "dense_parameters": dense.count_params(),
+                "files": {
+                    "trimmed": _export(trimmed, f"{tag}_trimmed", x[:calibration]),
+                    "unstructured": _export(unstructured, f"{tag}_unstructured", x[:calibration]),
+                },
+            }
+        )
+    return out
+
+
+def _builder(lib, name: str, x):
+    k = lib.keras
+    if name == "mobilenet":
+        return lambda: models.mobilenet_v2(k, size=int(x.shape[1]))
+    return lambda: getattr(models, name)(k)
+
+
+def measure(paths: list[str], repeats: int) -> dict:
+    """Loads each file with the default delegate (in a child process each) and times one-row
+    invokes, interleaved across the files."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from bench.export import interleaved_latency_us, loads
+
+    status = {path: loads(path) for path in paths}
+    runnable = [path for path, (ok, _) in status.items() if ok]
+    rows = {}
+    for path in runnable:
+        details = Interpreter(model_path=path).get_signature_runner().get_input_details()
+        shape = next(iter(details.values()))["shape"]
+        rows[path] = np.random.default_rng(0).random(shape).astype("float32")
+    latency = interleaved_latency_us(runnable, rows, repeats) if runnable else {}
+    return {
+        path: {"loads": ok, "reason": reason, "latency_us": latency.get(path)}
+        for path, (ok, reason) in status.items()
+    }
+
+
+def main() -> None:
+    """`python -m bench.channels REPEATS FILE...`: prints `@@bench@@ {json}` of `measure`."""
+    from bench.worker import MARK
+
+    print(MARK + json.dumps(measure(sys.argv[2:], int(sys.argv[1]))), flush=True)
+
+
+def _median(values: list[float]) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def report_section(results: dict) -> list[str]:
+    """The "Structured pruning" section of RESULTS.md."""
+    part = results.get("channels")
+    if not part:
+        return []
+    lines = [
+        "## Structured pruning: channels removed, trimmed",
+        "",
+        "`tfprune.prune_channels` ramps to the target share of channels, fine-tunes, and",
+        "`tfprune.trim` removes them. Accuracy (median over seeds) after the same epochs:",
+        "channel pruning, unstructured pruning to the trimmed model's non-zero kernel entries,",
+        "and a dense model of the trimmed shape trained from scratch; then one-shot channel",
+        "pruning of the trained dense model, trimmed without and with the least-squares update",
+        "(no retraining). Latency: median one-row invoke, interleaved with the dense file of the",
+        "same quantization, 1 thread, LiteRT's default delegate (XNNPACK).",
+        "",
+    ]
+    for name, rows in part["models"].items():
+        dense = _median([r["dense"] for r in rows])
+        lines += [
+            f"### {NAMES[name]} (dense {dense:.3f})",
+            "",
+            "| channels removed | parameters | channels, fine-tuned | unstructured, same "
+            "non-zeros | small dense | one-shot | one-shot + update |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for i, run in enumerate(rows[0]["runs"]):
+            runs = [r["runs"][i] for r in rows]
+
+            def cell(key, runs=runs):
+                return f"{_median([r[key] for r in runs]):.3f}"
+
+            ratio = runs[0]["parameters"] / runs[0]["dense_parameters"]
+            lines.append(
+                f"| {run['target']:.0%} | {ratio:.2f}× | {cell('trimmed')} | "
+                f"{cell('unstructured')} | {cell('small_dense')} | {cell('one_shot')} | "
+                f"{cell('one_shot_updated')} |"
+            )
+        lines += ["", "| file | bytes | vs dense | latency (µs) | vs dense | loads |"]
+        lines.append("|---|---:|---:|---:|---:|---|")
+        for row in part["files"][name]:
+            lines.append(
+                f"| {row['label']} {row['kind']} | {row['bytes']:,} | {row['bytes_ratio']:.2f}× | "
+                f"{row['latency_us']:.1f} | {row['latency_ratio']:.2f}× | "
+                f"{'yes' if row['loads'] else 'no: ' + row['reason']}"
+                f"{'' if row['verified'] else ' (not verified: ' + row['why'] + ')'} |"
+            )
+        lines.append("")
+    return lines
+
+
+def plot(results: dict, out_dir: str) -> str:
+    """Per model: accuracy against the share of channels removed (channel pruning, unstructured
+    at the same non-zeros, small dense, one-shot with and without update), and the trimmed and
+    unstructured files' latency relative to the dense file. Returns the file name."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    part = results["channels"]
+    names = list(part["models"])
+    fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 7.5), squeeze=False)
+    lines = (
+        ("trimmed", "o-", "channels, fine-tuned"),
+        ("unstructured", "s--", "unstructured, same non-zeros"),
+        ("small_dense", "^:", "small dense from scratch"),
+        ("one_shot", "x-", "one-shot"),
+        ("one_shot_updated", "d-", "one-shot + update"),
+    )
+    for column, name in enumerate(names):
+        rows = part["models"][name]
+        targets = [run["target"] for run in rows[0]["runs"]]
+        ax = axes[0][column]
+        for key, style, label in lines:
+            values = [_median([r["runs"][i][key] for r in rows]) for i in range(len(targets))]
+            ax.plot([100 * t for t in targets], values, style, label=label)
+        ax.axhline(_median([r["dense"] for r in rows]), color="grey", lw=0.8, label="dense")
+        ax.set_title(NAMES[name])
+        ax.set_xlabel("channels removed (%)")
+        ax.set_ylabel("test accuracy")
+        ax = axes[1][column]
+        for label, style in (("trimmed", "o-"), ("unstructured", "s--")):
+            for kind, color in zip(KINDS, ("C0", "C1"), strict=True):
+                points = [
+                    (float(row["label"].split()[-1][:-1]), row["latency_ratio"])
+                    for row in part["files"][name]
+                    if row["label"].startswith(label) and row["kind"] == kind
+                ]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, style, color=color, label=f"{label} {kind}")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xlabel("channels removed (%)")
+        ax.set_ylabel("latency / dense file of its type")
+    axes[0][0].legend(fontsize=7)
+    axes[1][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, CURVE), dpi=110)
+    plt.close(fig)
+    return CURVE
+
+
+if __name__ == "__main__":
+    main()
