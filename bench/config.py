@@ -123,7 +123,7 @@ class Config:
         mnist, lm = self.oneshot_epochs
         return {
             "model": model,
-            "epochs": lm if model in ("lstm", "gpt2") else mnist,
+            "epochs": lm if model in ("lstm", "gpt2", "gpt2_4x256") else mnist,
             "targets": list(self.oneshot_targets),
             "calibration": self.oneshot_calibration,
             "finetune": self.oneshot_finetune,

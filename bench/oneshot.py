@@ -28,19 +28,22 @@ NAMES = {
     "cnn": "small CNN",
     "lstm": "2-layer LSTM LM",
     "gpt2": "GPT-2 (KerasHub, 2 layers)",
+    "gpt2_4x256": "GPT-2 (KerasHub, 4 layers, width 256)",
 }
+LANGUAGE_MODELS = ("lstm", "gpt2", "gpt2_4x256")
 
 
-def gpt2(vocab: int, length: int):
-    """A tiny KerasHub GPT-2 causal LM (2 layers, 2 heads, width 64) from a config."""
+def gpt2(vocab: int, length: int, layers: int = 2, width: int = 64):
+    """A tiny KerasHub GPT-2 causal LM from a config: 2 layers of width 64 and 2 heads, or
+    `layers` layers of width `width` with a head per 32 features."""
     import keras_hub
 
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=vocab,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=64,
-        intermediate_dim=128,
+        num_layers=layers,
+        num_heads=max(2, width // 32),
+        hidden_dim=width,
+        intermediate_dim=2 * width if width == 64 else 4 * width,
         max_sequence_length=length,
     )
     return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
@@ -53,14 +56,15 @@ class Task:
         k = lib.keras
         (x, y), (xt, yt) = data
         self.name, self.lib = name, lib
-        self.lm = name in ("lstm", "gpt2")
+        self.lm = name in LANGUAGE_MODELS
         self.task = "lm" if self.lm else "mnist"
         length = x.shape[1] if self.lm else 0
-        if name == "gpt2":
+        if name.startswith("gpt2"):
             # The task reads token ids and a padding mask (no padding in these windows).
             self.x = {"token_ids": x, "padding_mask": np.ones_like(x, dtype=bool)}
             self.xt = {"token_ids": xt, "padding_mask": np.ones_like(xt, dtype=bool)}
-            self.build = lambda: gpt2(vocab, length)
+            size = {"gpt2": (2, 64), "gpt2_4x256": (4, 256)}[name]
+            self.build = lambda: gpt2(vocab, length, *size)
             self.layers = ["transformer_layer_*"]
         else:
             self.x, self.xt = x, xt
@@ -163,7 +167,7 @@ def report_section(results: dict) -> list[str]:
     ]
     verdicts = []
     for model, runs in part.items():
-        lm = model in ("lstm", "gpt2")
+        lm = model in LANGUAGE_MODELS
         dense = _cell([r["dense"] for r in runs], lm)
         targets = [r["target"] for r in runs[0]["runs"] if r["method"] == "magnitude"]
         for target in targets:

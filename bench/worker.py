@@ -239,7 +239,7 @@ class Worker:
         """One model of `bench.oneshot`: trained, then pruned one-shot by each method."""
         from bench import oneshot
 
-        data = self.data["lstm" if model == "gpt2" else model]
+        data = self.data["lstm" if model.startswith("gpt2") else model]
         task = oneshot.Task(self.lib, model, data, self.vocab, self.lstm_units)
         return oneshot.run(self.lib, task, seed, **options)
 
