@@ -77,7 +77,7 @@ class Config:
     pattern_seeds: tuple[int, ...] = (0,)
     pattern_epochs: tuple[int, int, int] = (2, 3, 1)
     pattern_frequency: int = 10
-    oneshot_models: tuple[str, ...] = ("lenet", "cnn", "lstm", "gpt2")
+    oneshot_models: tuple[str, ...] = ("lenet", "cnn", "lstm", "gpt2", "gpt2_4x256")
     oneshot_seeds: tuple[int, ...] = (0,)
     oneshot_epochs: tuple[int, int] = (6, 3)
     oneshot_targets: tuple = (0.5, 0.7, 0.9, "2:4")
