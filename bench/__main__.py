@@ -21,15 +21,14 @@ import concurrent.futures
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from bench import applications, channels, models, patterns, report
 from bench import config as presets
-from bench import models, patterns, report
-from bench.machine import machine, tfmot_available, utc_now
+from bench.machine import machine, tfmot_available
 from bench.worker import EXPORT_KINDS, MARK
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -210,51 +209,11 @@ def run(cfg: presets.Config, work: str, command: str) -> dict:
         log("paper claims measured")
         results["oneshot"] = run_oneshot(workers["tfprune"], cfg)
         results["channels"] = run_channels(workers["tfprune"], cfg, work)
-        results["applications"] = applications(workers["tfprune"], cfg, work, command)
+        results["applications"] = applications.drive(workers["tfprune"], cfg, work, command, log)
     finally:
         for w in workers.values():
             w.close()
     return results
-
-
-def applications(worker: Worker, cfg: presets.Config, work: str, command: str) -> dict:
-    """MobileNetV2 pruned, timed and exported, and ResNet50's mask updates (`bench.applications`,
-    tfprune only), with when, how and how long this part ran."""
-    start = time.perf_counter()
-    out = {
-        "command": command,
-        "date_utc": utc_now(),
-        "load_average_at_start": os.getloadavg()[0],
-    }
-    mobilenet = out["mobilenet"] = worker("mobilenet_start", **cfg.mobilenet_options())
-    log("MobileNetV2 dense warm-up done")
-    warmup, ramp, finetune = cfg.mobilenet_epochs
-    mobilenet["rounds"] = []
-    for index in range(ramp + finetune):
-        answer = worker("mobilenet_round", index=index)
-        mobilenet["rounds"].append(answer)
-        times = ", ".join(f"{name} {answer['seconds'][name]:.1f}s" for name in answer["order"])
-        log(f"MobileNetV2 round {index + 1} of {ramp + finetune}: {times}")
-    mobilenet.update(worker("mobilenet_score"))
-    mobilenet["export"] = []
-    for row in mobilenet["models"]:
-        for kind in cfg.mobilenet_kinds:
-            path = os.path.join(work, f"mobilenet_{row['model']}_{kind}.tflite")
-            mobilenet["export"].append(
-                worker(
-                    "mobilenet_export",
-                    model=row["model"],
-                    kind=kind,
-                    path=path,
-                    calibration=cfg.calibration,
-                )
-            )
-    log("MobileNetV2 exported")
-    out["resnet50"] = worker("resnet50_masks", updates=cfg.resnet_updates)
-    log("ResNet50 mask updates timed")
-    out["load_average_at_end"] = os.getloadavg()[0]
-    out["wall_s"] = time.perf_counter() - start
-    return out
 
 
 def run_patterns(workers: dict, cfg: presets.Config, work: str, data_path: str) -> dict:
@@ -279,133 +238,42 @@ def run_oneshot(worker: Worker, cfg: presets.Config) -> dict:
 
 
 def run_channels(worker: Worker, cfg: presets.Config, work: str) -> dict:
-    """`bench.channels` in the tfprune worker, its files measured in a child process, each
-    target's files interleaved with the dense files of their model."""
-    start = time.perf_counter()
-    out: dict = {"models": {}, "files": {}}
-    for model in cfg.channels_models:
-        runs = out["models"][model] = []
-        for seed in cfg.channels_seeds:
-            runs.append(worker("channels", **cfg.channels_options(model, seed, work)))
-            log(f"channel pruning of {model} (seed {seed}) measured")
-        first = runs[0]
-        dense = first["files"]["dense"]
-        rows, dense_latency = [], {kind: [] for kind in dense}
-        for run in first["runs"]:
-            group = {f"{label} {run['target']:.0%}": files for label, files in run["files"].items()}
-            paths = [f["path"] for files in [dense, *group.values()] for f in files.values()]
-            measured = channel_files([p for p in paths if p], cfg.latency_repeats)
-            for kind, f in dense.items():
-                dense_latency[kind].append(measured.get(f["path"], {}).get("latency_us"))
-            for label, files in group.items():
-                rows += [_file_row(label, kind, f, measured) for kind, f in files.items()]
-        for kind, f in dense.items():
-            latencies = [v for v in dense_latency[kind] if v is not None]
-            row = _file_row("dense", kind, f, {})
-            row["latency_us"] = statistics.median(latencies) if latencies else None
-            rows.insert(len([r for r in rows if r["label"] == "dense"]), row)
-        for row in rows:
-            reference = next(r for r in rows if r["label"] == "dense" and r["kind"] == row["kind"])
-            row["bytes_ratio"] = row["bytes"] / reference["bytes"]
-            row["latency_ratio"] = (
-                row["latency_us"] / reference["latency_us"]
-                if row["latency_us"] and reference["latency_us"]
-                else float("nan")
-            )
-        out["files"][model] = rows
-        log(f"channel-pruned files of {model} measured in LiteRT")
-    out["wall_s"] = time.perf_counter() - start
-    return out
-
-
-def _file_row(label: str, kind: str, info: dict, measured: dict) -> dict:
-    path = info["path"]
-    found = measured.get(path, {})
-    return {
-        "label": label,
-        "kind": kind,
-        "bytes": os.path.getsize(path) if path else 0,
-        "loads": found.get("loads", bool(path)),
-        "reason": found.get("reason", info.get("reason", "")),
-        "latency_us": found.get("latency_us"),
-        "verified": info["verified"],
-        "why": info.get("reason", ""),
-    }
+    """`bench.channels` in the tfprune worker, its files measured in child processes."""
+    return channels.collect(
+        worker, cfg, work, log, lambda paths: channel_files(paths, cfg.latency_repeats)
+    )
 
 
 def channel_files(paths: list[str], repeats: int) -> dict:
     """Runs `bench.channels` in a child process on the files; returns per-file measurements."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.channels", str(repeats), *paths],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=1800,
-    )
-    for line in child.stdout.splitlines():
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK) :])
-    raise WorkerError(f"bench.channels failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
+    return _child("bench.channels", str(repeats), *paths)
 
 
-def run_channels_alone(cfg: presets.Config, work: str) -> dict:
-    """`run_channels` in a tfprune worker of its own."""
-    worker = Worker("tfprune", work)
-    try:
-        data_path = os.path.join(work, "data.npz")
-        worker("prepare", path=data_path, **cfg.data_options())
-        worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
-        return run_channels(worker, cfg, work)
-    finally:
-        worker.close()
-
-
-def run_oneshot_alone(cfg: presets.Config, work: str) -> dict:
-    """`run_oneshot` in a tfprune worker of its own."""
-    worker = Worker("tfprune", work)
-    try:
-        data_path = os.path.join(work, "data.npz")
-        worker("prepare", path=data_path, **cfg.data_options())
-        worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
-        return run_oneshot(worker, cfg)
-    finally:
-        worker.close()
-
-
-def run_patterns_alone(cfg: presets.Config, work: str) -> dict:
-    """`run_patterns` in workers of its own."""
-    workers = {"tfprune": Worker("tfprune", work), "tfmot": Worker("tfmot", work)}
+def run_alone(cfg: presets.Config, work: str, libraries: tuple[str, ...], part) -> dict:
+    """Runs `part(workers, data_path)` in workers of its own, one per library."""
+    workers = {lib: Worker(lib, work) for lib in libraries}
     try:
         data_path = os.path.join(work, "data.npz")
         workers["tfprune"]("prepare", path=data_path, **cfg.data_options())
         for worker in workers.values():
             worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
-        return run_patterns(workers, cfg, work, data_path)
+        return part(workers, data_path)
     finally:
         for worker in workers.values():
             worker.close()
 
 
-def run_applications(cfg: presets.Config, work: str, command: str) -> dict:
-    """Runs `applications` alone, in a tfprune worker of its own."""
-    worker = Worker("tfprune", work)
-    try:
-        data_path = os.path.join(work, "data.npz")
-        worker("prepare", path=data_path, **cfg.data_options())
-        worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
-        return applications(worker, cfg, work, command)
-    finally:
-        worker.close()
-
-
 def litert(data_path: str, repeats: int, files: dict[str, str]) -> dict:
     """Runs `bench.litert` in a child process on {path: model}; returns per-file measurements."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     arguments = [f"{model}:{path}" for path, model in files.items()]
+    return _child("bench.litert", data_path, str(repeats), *arguments)
+
+
+def _child(module: str, *arguments: str) -> dict:
+    """Runs `python -m module arguments...` and returns the JSON of its `MARK` line."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     child = subprocess.run(
-        [sys.executable, "-m", "bench.litert", data_path, str(repeats), *arguments],
+        [sys.executable, "-m", module, *arguments],
         capture_output=True,
         text=True,
         env=env,
@@ -415,7 +283,7 @@ def litert(data_path: str, repeats: int, files: dict[str, str]) -> dict:
     for line in child.stdout.splitlines():
         if line.startswith(MARK):
             return json.loads(line[len(MARK) :])
-    raise WorkerError(f"bench.litert failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
+    raise WorkerError(f"{module} failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
 
 
 def _export_order(cfg: presets.Config):
@@ -469,12 +337,33 @@ def paper(worker: Worker, cfg: presets.Config, work: str, results: dict) -> dict
     return out
 
 
-# What `--only` runs: the preset settings of the part, its key in the results, its runner.
+# What `--only` runs: the preset settings of the part, its key in the results, the workers it
+# needs, and how it runs in them.
 PARTS = {
-    "mobilenet": (("mobilenet_", "resnet_"), "applications", run_applications),
-    "patterns": (("pattern_",), "patterns", lambda cfg, work, _: run_patterns_alone(cfg, work)),
-    "oneshot": (("oneshot_",), "oneshot", lambda cfg, work, _: run_oneshot_alone(cfg, work)),
-    "channels": (("channels_",), "channels", lambda cfg, work, _: run_channels_alone(cfg, work)),
+    "mobilenet": (
+        ("mobilenet_", "resnet_"),
+        "applications",
+        ("tfprune",),
+        lambda cfg, work, command, w, _: applications.drive(w["tfprune"], cfg, work, command, log),
+    ),
+    "patterns": (
+        ("pattern_",),
+        "patterns",
+        ("tfprune", "tfmot"),
+        lambda cfg, work, _, w, data_path: run_patterns(w, cfg, work, data_path),
+    ),
+    "oneshot": (
+        ("oneshot_",),
+        "oneshot",
+        ("tfprune",),
+        lambda cfg, work, _, w, __: run_oneshot(w["tfprune"], cfg),
+    ),
+    "channels": (
+        ("channels_",),
+        "channels",
+        ("tfprune",),
+        lambda cfg, work, _, w, __: run_channels(w["tfprune"], cfg, work),
+    ),
 }
 
 
@@ -487,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_const",
         dest="mode",
         const="quick",
-        help="about 25 minutes on 2 cores (the default)",
+        help="about an hour on 2 cores (the default)",
     )
     mode.add_argument(
         "--full",
@@ -543,10 +432,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.only:
             results = earlier
             # This part's settings join (or replace) those the earlier run recorded.
-            settings, key, runner = PARTS[args.only]
+            settings, key, libraries, runner = PARTS[args.only]
             part = {k: v for k, v in cfg.as_dict().items() if k.startswith(settings)}
             results["config"] = {**results["config"], **part}
-            results[key] = runner(cfg, work, command)
+            results[key] = run_alone(
+                cfg, work, libraries, lambda w, data_path: runner(cfg, work, command, w, data_path)
+            )
         else:
             results = run(cfg, work, command)
             results["wall_s"] = time.perf_counter() - START

@@ -13,6 +13,7 @@ pruned along a cubic ramp with a mask update at every step, driven through
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import warnings
@@ -20,6 +21,7 @@ import warnings
 import numpy as np
 
 from bench import protocol
+from bench.machine import utc_now
 
 
 def rgb_digits(x: np.ndarray, size: int) -> np.ndarray:
@@ -137,6 +139,47 @@ class InterleavedPruning:
             "top1_agreement": check.top1_agreement if check else None,
             "seconds": time.perf_counter() - start,
         }
+
+
+def drive(worker, cfg, work: str, command: str, log) -> dict:
+    """MobileNetV2 pruned, timed and exported, and ResNet50's mask updates (`bench.applications`,
+    tfprune only) in the benchmark's tfprune `worker`, with when, how and how long this part
+    ran; `log` reports progress."""
+    start = time.perf_counter()
+    out = {
+        "command": command,
+        "date_utc": utc_now(),
+        "load_average_at_start": os.getloadavg()[0],
+    }
+    mobilenet = out["mobilenet"] = worker("mobilenet_start", **cfg.mobilenet_options())
+    log("MobileNetV2 dense warm-up done")
+    warmup, ramp, finetune = cfg.mobilenet_epochs
+    mobilenet["rounds"] = []
+    for index in range(ramp + finetune):
+        answer = worker("mobilenet_round", index=index)
+        mobilenet["rounds"].append(answer)
+        times = ", ".join(f"{name} {answer['seconds'][name]:.1f}s" for name in answer["order"])
+        log(f"MobileNetV2 round {index + 1} of {ramp + finetune}: {times}")
+    mobilenet.update(worker("mobilenet_score"))
+    mobilenet["export"] = []
+    for row in mobilenet["models"]:
+        for kind in cfg.mobilenet_kinds:
+            path = os.path.join(work, f"mobilenet_{row['model']}_{kind}.tflite")
+            mobilenet["export"].append(
+                worker(
+                    "mobilenet_export",
+                    model=row["model"],
+                    kind=kind,
+                    path=path,
+                    calibration=cfg.calibration,
+                )
+            )
+    log("MobileNetV2 exported")
+    out["resnet50"] = worker("resnet50_masks", updates=cfg.resnet_updates)
+    log("ResNet50 mask updates timed")
+    out["load_average_at_end"] = os.getloadavg()[0]
+    out["wall_s"] = time.perf_counter() - start
+    return out
 
 
 def resnet50_masks(updates: int) -> dict:

@@ -20,6 +20,7 @@ across the files of one model. `report_section` writes this part of `RESULTS.md`
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -156,6 +157,61 @@ def run(lib, name: str, data, seed: int, targets, epochs: dict, calibration: int
     return out
 
 
+def collect(worker, cfg, work: str, log, measure) -> dict:
+    """Runs every model and seed of the preset in `worker`, then measures each model's files
+    with `measure` (a child process), each target's files interleaved with the dense files."""
+    start = time.perf_counter()
+    out: dict = {"models": {}, "files": {}}
+    for model in cfg.channels_models:
+        runs = out["models"][model] = []
+        for seed in cfg.channels_seeds:
+            runs.append(worker("channels", **cfg.channels_options(model, seed, work)))
+            log(f"channel pruning of {model} (seed {seed}) measured")
+        first = runs[0]
+        dense = first["files"]["dense"]
+        rows, dense_latency = [], {kind: [] for kind in dense}
+        for run in first["runs"]:
+            group = {f"{label} {run['target']:.0%}": files for label, files in run["files"].items()}
+            paths = [f["path"] for files in [dense, *group.values()] for f in files.values()]
+            measured = measure([p for p in paths if p])
+            for kind, f in dense.items():
+                dense_latency[kind].append(measured.get(f["path"], {}).get("latency_us"))
+            for label, files in group.items():
+                rows += [_file_row(label, kind, f, measured) for kind, f in files.items()]
+        for kind, f in dense.items():
+            latencies = [v for v in dense_latency[kind] if v is not None]
+            row = _file_row("dense", kind, f, {})
+            row["latency_us"] = statistics.median(latencies) if latencies else None
+            rows.insert(len([r for r in rows if r["label"] == "dense"]), row)
+        for row in rows:
+            reference = next(r for r in rows if r["label"] == "dense" and r["kind"] == row["kind"])
+            row["bytes_ratio"] = row["bytes"] / reference["bytes"]
+            row["latency_ratio"] = (
+                row["latency_us"] / reference["latency_us"]
+                if row["latency_us"] and reference["latency_us"]
+                else float("nan")
+            )
+        out["files"][model] = rows
+        log(f"channel-pruned files of {model} measured in LiteRT")
+    out["wall_s"] = time.perf_counter() - start
+    return out
+
+
+def _file_row(label: str, kind: str, info: dict, measured: dict) -> dict:
+    path = info["path"]
+    found = measured.get(path, {})
+    return {
+        "label": label,
+        "kind": kind,
+        "bytes": os.path.getsize(path) if path else 0,
+        "loads": found.get("loads", bool(path)),
+        "reason": found.get("reason", info.get("reason", "")),
+        "latency_us": found.get("latency_us"),
+        "verified": info["verified"],
+        "why": info.get("reason", ""),
+    }
+
+
 def _builder(lib, name: str, x):
     k = lib.keras
     if name == "mobilenet":
@@ -251,8 +307,6 @@ def plot(results: dict, out_dir: str) -> str:
     """Per model: accuracy against the share of channels removed (channel pruning, unstructured
     at the same non-zeros, small dense, one-shot with and without update), and the trimmed and
     unstructured files' latency relative to the dense file. Returns the file name."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")

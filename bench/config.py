@@ -20,7 +20,8 @@ class Config:
     update at each step. The `pattern_*` settings are those of `bench.patterns`: its runs
     ("PATTERN@SPARSITY", " fc1" to prune only the first layer), seeds, epochs and update interval.
     The `oneshot_*` settings are those of `bench.oneshot`: its models, seeds, dense training
-    epochs (MNIST models, language models), targets, calibration rows and fine-tuning epochs.
+    epochs (MNIST models, language models; the larger GPT-2 its own), targets, calibration
+    rows and fine-tuning epochs.
     The `channels_*` settings are those of `bench.channels`: its models, seeds, target shares
     of channels, epochs, update interval, MobileNetV2 input size and rows, and `round_to`.
     """
@@ -80,6 +81,7 @@ class Config:
     oneshot_models: tuple[str, ...] = ("lenet", "cnn", "lstm", "gpt2", "gpt2_4x256")
     oneshot_seeds: tuple[int, ...] = (0,)
     oneshot_epochs: tuple[int, int] = (6, 3)
+    oneshot_large_epochs: int = 8
     oneshot_targets: tuple = (0.5, 0.7, 0.9, "2:4")
     oneshot_calibration: int = 256
     oneshot_finetune: int = 1
@@ -123,7 +125,9 @@ class Config:
         mnist, lm = self.oneshot_epochs
         return {
             "model": model,
-            "epochs": lm if model in ("lstm", "gpt2", "gpt2_4x256") else mnist,
+            "epochs": {"gpt2_4x256": self.oneshot_large_epochs, "lstm": lm, "gpt2": lm}.get(
+                model, mnist
+            ),
             "targets": list(self.oneshot_targets),
             "calibration": self.oneshot_calibration,
             "finetune": self.oneshot_finetune,
@@ -249,6 +253,7 @@ PRESETS = {
         pattern_frequency=25,
         oneshot_seeds=(0, 1, 2),
         oneshot_epochs=(10, 6),
+        oneshot_large_epochs=12,
         channels_seeds=(0, 1, 2),
         channels_epochs=(4, 6, 4),
         channels_frequency=25,

@@ -18,15 +18,8 @@ import numpy as np
 
 from tfprune.calibration import Kept, Recorder, batches, is_iterator
 from tfprune.channel_masks import group_keep
-from tfprune.channels import (
-    _CONVS,
-    _DEPTHWISE,
-    _RECURRENT,
-    _SEPARABLE,
-    _TRANSPOSED,
-    ChannelGraph,
-    input_names,
-)
+from tfprune.channel_rules import _CONVS, _DEPTHWISE, _RECURRENT, _SEPARABLE, _TRANSPOSED
+from tfprune.channels import ChannelGraph, input_names
 from tfprune.checks import is_int
 from tfprune.clone import clone_stripped, fresh
 from tfprune.prune import pruning_wrappers
