@@ -15,14 +15,22 @@ import numpy as np
 
 from tfprune.walk import model_kind
 
-__all__ = ["LayerRules", "UnsupportedLayer"]
+__all__ = [
+    "CONVS",
+    "DEPTHWISE",
+    "LayerRules",
+    "RECURRENT",
+    "SEPARABLE",
+    "TRANSPOSED",
+    "UnsupportedLayer",
+]
 
 _L = keras.layers
-_CONVS = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
-_TRANSPOSED = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose)
-_DEPTHWISE = (_L.DepthwiseConv1D, _L.DepthwiseConv2D)
-_SEPARABLE = (_L.SeparableConv1D, _L.SeparableConv2D)
-_RECURRENT = {_L.LSTM: 4, _L.GRU: 3, _L.SimpleRNN: 1}
+CONVS = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
+TRANSPOSED = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose)
+DEPTHWISE = (_L.DepthwiseConv1D, _L.DepthwiseConv2D)
+SEPARABLE = (_L.SeparableConv1D, _L.SeparableConv2D)
+RECURRENT = {_L.LSTM: 4, _L.GRU: 3, _L.SimpleRNN: 1}
 _MERGES = (_L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum, _L.Minimum)
 # Layers that act on each channel alone and hold no weights.
 _PER_CHANNEL = tuple(
@@ -88,23 +96,23 @@ class LayerRules:
             out = self._created(op, int(op.kernel.shape[-1]))
             self._kernel(op, op.kernel, x, out, -2, -1)
             return [out]
-        if isinstance(op, _CONVS):
+        if isinstance(op, CONVS):
             if op.groups != 1:
                 raise UnsupportedLayer(f"grouped convolutions (groups={op.groups})")
             out = self._created(op, int(op.kernel.shape[-1]))
             self._kernel(op, op.kernel, x, out, -2, -1)
             return [out]
-        if isinstance(op, _TRANSPOSED):
+        if isinstance(op, TRANSPOSED):
             out = self._created(op, int(op.kernel.shape[-2]))
             self._kernel(op, op.kernel, x, out, -1, -2)
             return [out]
-        if isinstance(op, _DEPTHWISE):
+        if isinstance(op, DEPTHWISE):
             out = np.repeat(x, int(op.kernel.shape[-1]))
             self._weight(op, op.kernel, -2, "tie", x)
             if op.bias is not None:
                 self._weight(op, op.bias, 0, "tie", out)
             return [out]
-        if isinstance(op, _SEPARABLE):
+        if isinstance(op, SEPARABLE):
             inner = np.repeat(x, int(op.depthwise_kernel.shape[-1]))
             out = self._created(op, int(op.pointwise_kernel.shape[-1]))
             self._weight(op, op.depthwise_kernel, -2, "tie", x)
@@ -116,8 +124,8 @@ class LayerRules:
             return [out]
         if isinstance(op, _L.MultiHeadAttention):
             return [self._attention(op, inputs)]
-        if type(op) in _RECURRENT:
-            return self._recurrent(op, x, _RECURRENT[type(op)], out_shapes)
+        if type(op) in RECURRENT:
+            return self._recurrent(op, x, RECURRENT[type(op)], out_shapes)
         if isinstance(op, _L.BatchNormalization):
             if op.axis not in (-1, len(shape) - 1):
                 raise UnsupportedLayer(f"it normalizes axis {op.axis}, not the channels")

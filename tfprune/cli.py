@@ -15,7 +15,7 @@ from tfprune.cli_channels import define as _define_channels
 from tfprune.cli_oneshot import command as _cmd_one_shot
 from tfprune.cli_oneshot import define as _define_one_shot
 
-__all__ = ["run", "main"]
+__all__ = ["run", "main", "CommandError", "load_calibration", "load_keras"]
 
 _USAGE = """usage: tfprune COMMAND [flags]
 
@@ -117,7 +117,7 @@ def _define_report(fv: flags.FlagValues) -> None:
     del fv
 
 
-def _load_keras(path: str):
+def load_keras(path: str):
     import keras
 
     _check_file(path, (".keras",))
@@ -139,7 +139,7 @@ def _check_file(path: str, suffixes: tuple[str, ...]) -> None:
         raise CommandError(f"{path}: expected a file ending in {' or '.join(suffixes)}")
 
 
-def _calibration(path: str | None):
+def load_calibration(path: str | None):
     import numpy as np
 
     if path is None:
@@ -190,8 +190,8 @@ def _cmd_demo(fv: flags.FlagValues, args: Sequence[str]) -> int:
 def _cmd_export(fv: flags.FlagValues, args: Sequence[str]) -> int:
     if len(args) != 1:
         raise CommandError("export takes exactly one MODEL.keras argument")
-    model = _load_keras(args[0])
-    x, y = _calibration(fv.calibration)
+    model = load_keras(args[0])
+    x, y = load_calibration(fv.calibration)
     from tfprune import export
 
     if fv.compare:
@@ -243,7 +243,7 @@ def _cmd_report(fv: flags.FlagValues, args: Sequence[str]) -> int:
         return 0
     from tfprune.report import sparsity_report
 
-    print(sparsity_report(_load_keras(path)))
+    print(sparsity_report(load_keras(path)))
     return 0
 
 
@@ -269,7 +269,7 @@ def _cmd_check(fv: flags.FlagValues, args: Sequence[str]) -> int:
         _check_file(path, (".tflite",))
         model = path
     else:
-        model = _load_keras(path)
+        model = load_keras(path)
     try:
         report = check_sparsity_m_by_n(model, m, n)
     except (ValueError, TypeError, RuntimeError) as e:

@@ -46,14 +46,14 @@ def define(fv: flags.FlagValues) -> None:
 
 def command(fv: flags.FlagValues, args: Sequence[str]) -> int:
     """Prunes MODEL.keras by channels one-shot, trims it, writes OUT.keras, prints each layer."""
-    from tfprune.cli import CommandError, _calibration, _load_keras
+    from tfprune.cli import CommandError, load_calibration, load_keras
 
     if len(args) != 1:
         raise CommandError("prune_channels takes exactly one MODEL.keras argument")
     if not fv.output or not fv.output.endswith(".keras"):
         raise CommandError("prune_channels needs -o OUT.keras")
-    model = _load_keras(args[0])
-    x = None if fv.calibration is None else _calibration(fv.calibration)[0]
+    model = load_keras(args[0])
+    x = None if fv.calibration is None else load_calibration(fv.calibration)[0]
     from tfprune.files import atomic_path
     from tfprune.schedules import ConstantSparsity
     from tfprune.structured import prune_channels

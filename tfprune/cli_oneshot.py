@@ -46,7 +46,7 @@ def define(fv: flags.FlagValues) -> None:
 
 def command(fv: flags.FlagValues, args: Sequence[str]) -> int:
     """Prunes MODEL.keras one-shot and writes OUT.keras; prints a line per weight."""
-    from tfprune.cli import CommandError, _calibration, _load_keras
+    from tfprune.cli import CommandError, load_calibration, load_keras
 
     if len(args) != 1:
         raise CommandError("prune_one_shot takes exactly one MODEL.keras argument")
@@ -62,8 +62,8 @@ def command(fv: flags.FlagValues, args: Sequence[str]) -> int:
             raise CommandError(
                 f"--m_by_n must be two integers m,n; got {','.join(fv.m_by_n)}"
             ) from None
-    model = _load_keras(args[0])
-    x, _ = _calibration(fv.calibration)
+    model = load_keras(args[0])
+    x, _ = load_calibration(fv.calibration)
     from tfprune.files import atomic_path
     from tfprune.oneshot import prune_one_shot
 

@@ -13,7 +13,7 @@ from tfprune.registry import supports
 from tfprune.schedules import PruningSchedule
 from tfprune.wrapper import PruneLowMagnitude, default_schedule
 
-__all__ = ["Choice", "ALLOCATIONS"]
+__all__ = ["Choice", "ALLOCATIONS", "check_selector", "matches"]
 
 ALLOCATIONS = ("layer", "global")
 
@@ -24,7 +24,8 @@ def _describe(selector: Any) -> str:
     return repr(selector) if isinstance(selector, str) else getattr(selector, "__name__", "?")
 
 
-def _check_selector(selector: Any) -> None:
+def check_selector(selector: Any) -> None:
+    """Raises a `TypeError` unless `selector` is a name pattern, a layer class or a function."""
     if isinstance(selector, (str, type)) or callable(selector):
         return
     raise TypeError(
@@ -34,7 +35,8 @@ def _check_selector(selector: Any) -> None:
     )
 
 
-def _matches(selector: Any, layer: Any) -> bool:
+def matches(selector: Any, layer: Any) -> bool:
+    """Whether `selector` (a name pattern, class or function) picks `layer`."""
     if isinstance(selector, str):
         return fnmatch.fnmatchcase(layer.name, selector)
     if isinstance(selector, type):
@@ -99,7 +101,7 @@ class Choice:
                 f"{type(layers).__name__}"
             )
         for selector, value in self.rules:
-            _check_selector(selector)
+            check_selector(selector)
             if value is not None and not isinstance(value, PruningSchedule):
                 raise TypeError(
                     f"The schedule for layers {_describe(selector)} must be a "
@@ -118,7 +120,7 @@ class Choice:
         if self.policy is not None and not self.policy.allow_pruning(layer):
             return None
         for index, (selector, value) in enumerate(self.rules):
-            if _matches(selector, layer):
+            if matches(selector, layer):
                 self._used.add(index)
                 return value
         return None

@@ -21,7 +21,7 @@ from tfprune.clone import clone_pruned
 from tfprune.prune import is_pruned, pruning_wrappers
 from tfprune.registry import prunable_weights, weight_label
 from tfprune.schedules import ConstantSparsity, PruningSchedule, as_schedule
-from tfprune.select import _check_selector, _matches
+from tfprune.select import check_selector, matches
 from tfprune.walk import model_kind
 from tfprune.wrapper import PruneLowMagnitude
 
@@ -94,7 +94,7 @@ def _check_arguments(model, schedule, criterion, round_to, layers, allocation, u
                 f"classes or functions). Received: layers={layers!r}"
             )
         for selector in layers:
-            _check_selector(selector)
+            check_selector(selector)
 
 
 def _specs(graph: ChannelGraph, options: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -186,7 +186,7 @@ def prune_channels(
     schedule = as_schedule(pruning_schedule or ConstantSparsity(0.5, begin_step=0))
     selected = None
     if layers is not None:
-        selected = lambda layer: any(_matches(s, layer) for s in layers)  # noqa: E731
+        selected = lambda layer: any(matches(s, layer) for s in layers)  # noqa: E731
     graph = ChannelGraph(model, unsupported, selected)
     options = {"criterion": criterion, "round_to": int(round_to), "allocation": allocation}
     specs = _specs(graph, options)

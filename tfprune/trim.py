@@ -18,7 +18,7 @@ import numpy as np
 
 from tfprune.calibration import Kept, Recorder, batches, is_iterator
 from tfprune.channel_masks import group_keep
-from tfprune.channel_rules import _CONVS, _DEPTHWISE, _RECURRENT, _SEPARABLE, _TRANSPOSED
+from tfprune.channel_rules import CONVS, DEPTHWISE, RECURRENT, SEPARABLE, TRANSPOSED
 from tfprune.channels import ChannelGraph, input_names
 from tfprune.checks import is_int
 from tfprune.clone import clone_stripped, fresh
@@ -43,11 +43,11 @@ def _resized(layer: Any, counts: dict[str, int]) -> dict[str, Any]:
         config["output_shape"] = (out,)
         return config
     (count,) = counts.values()
-    if isinstance(layer, keras.layers.Dense) or type(layer) in _RECURRENT:
+    if isinstance(layer, keras.layers.Dense) or type(layer) in RECURRENT:
         config["units"] = count
     elif isinstance(layer, keras.layers.Embedding):
         config["output_dim"] = count
-    elif isinstance(layer, (*_CONVS, *_TRANSPOSED, *_SEPARABLE)):
+    elif isinstance(layer, (*CONVS, *TRANSPOSED, *SEPARABLE)):
         config["filters"] = count
     elif isinstance(layer, keras.layers.Reshape):
         config["target_shape"] = (*tuple(config["target_shape"])[:-1], count)
@@ -213,9 +213,9 @@ def trim(
 
 
 def _refittable(layer: Any, plan: _Plan) -> bool:
-    if not isinstance(layer, (keras.layers.Dense, *_CONVS)) or isinstance(layer, _TRANSPOSED):
+    if not isinstance(layer, (keras.layers.Dense, *CONVS)) or isinstance(layer, TRANSPOSED):
         return False
-    if isinstance(layer, _DEPTHWISE) or getattr(layer, "groups", 1) != 1:
+    if isinstance(layer, DEPTHWISE) or getattr(layer, "groups", 1) != 1:
         return False
     rows = plan.kept(layer, weight_label(layer, layer.kernel), -2)
     return rows is not None and not rows.all()
