@@ -16,6 +16,7 @@ import numpy as np
 from tfprune.walk import model_kind
 
 __all__ = [
+    "COUPLING",
     "CONVS",
     "DEPTHWISE",
     "LayerRules",
@@ -23,6 +24,7 @@ __all__ = [
     "SEPARABLE",
     "TRANSPOSED",
     "UnsupportedLayer",
+    "activation_name",
 ]
 
 _L = keras.layers
@@ -52,14 +54,23 @@ _ELEMENTWISE_OPS = frozenset(
     "Relu Relu6 Sigmoid HardSigmoid Silu Swish HardSwish HardSilu Tanh Gelu Elu Selu "
     "LeakyRelu Softplus Softsign Mish".split()
 )
-_COUPLING = ("softmax", "log_softmax")
+COUPLING = ("softmax", "log_softmax")
+
+
+def _given(node: dict, inputs: list) -> dict:
+    """The positions a nested model's call gives each of its inputs: by key for a dict of
+    inputs, else by place."""
+    args = node.get("args", ())
+    if len(args) == 1 and isinstance(args[0], dict):
+        return dict(zip(args[0], (pos for pos, _ in inputs), strict=False))
+    return {i: pos for i, (pos, _) in enumerate(inputs)}
 
 
 class UnsupportedLayer(ValueError):
     """A layer whose channels the grouping cannot follow."""
 
 
-def _activation_name(layer: Any) -> str:
+def activation_name(layer: Any) -> str:
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", str(activation))
 
@@ -73,8 +84,8 @@ class LayerRules:
 
     def _created(self, layer: Any, count: int) -> np.ndarray:
         pos = self._new(count)
-        self._creators.append((layer.name, pos))
-        if _activation_name(layer) in _COUPLING:
+        self._creators.append((self._owner(layer).name, pos))
+        if activation_name(layer) in COUPLING:
             self._fix(pos, f"'{layer.name}' applies a softmax over them")
         return pos
 
@@ -82,15 +93,20 @@ class LayerRules:
         if isinstance(op, keras.Model):
             if model_kind(op) == "subclassed":
                 raise UnsupportedLayer("a subclassed model has no graph to follow")
-            return self._read(op, inputs)
+            return self._read(op, _given(self._node, inputs))
         if not isinstance(op, _L.Layer):
             if type(op).__name__ in _ELEMENTWISE_OPS:
                 return [self._merge(inputs)]
+            if type(op).__name__ == "GetItem":
+                return [self._get_item(inputs)]
             raise UnsupportedLayer(
                 f"the operation {type(op).__name__} is not known to act on each channel alone"
             )
         if not _channels_last(op):
             raise UnsupportedLayer("only channels_last layers are supported")
+        composite = self._composite(op, inputs, out_shapes)
+        if composite is not None:
+            return composite
         x, shape = inputs[0] if inputs else (None, None)
         if isinstance(op, _L.Dense):
             out = self._created(op, int(op.kernel.shape[-1]))
@@ -119,9 +135,7 @@ class LayerRules:
             self._kernel(op, op.pointwise_kernel, inner, out, -2, -1)
             return [out]
         if isinstance(op, _L.Embedding):
-            out = self._created(op, int(op.embeddings.shape[-1]))
-            self._weight(op, op.embeddings, -1, "out", out)
-            return [out]
+            return self._embedding(op, x, out_shapes)
         if isinstance(op, _L.MultiHeadAttention):
             return [self._attention(op, inputs)]
         if type(op) in RECURRENT:
@@ -147,7 +161,7 @@ class LayerRules:
             self._fix(x, f"'{op.name}' ({type(op).__name__}) couples them")
             return [x]
         if isinstance(op, _L.Activation):
-            if _activation_name(op) in _COUPLING:
+            if activation_name(op) in COUPLING:
                 self._fix(x, f"'{op.name}' applies a softmax over them")
             return [x]
         if isinstance(op, _PER_CHANNEL):

@@ -26,6 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfprune.channel_composites import CompositeRules
 from tfprune.channel_rules import LayerRules, UnsupportedLayer
 from tfprune.registry import weight_label
 
@@ -33,7 +34,14 @@ _L = keras.layers
 # Reasons that need no telling: a model's inputs and outputs are never trimmed.
 QUIET = ("model input", "model output")
 
-__all__ = ["Axis", "ChannelGraph", "QUIET", "UnsupportedLayer", "as_functional", "input_names"]
+__all__ = [
+    "Axis",
+    "ChannelGraph",
+    "QUIET",
+    "UnsupportedLayer",
+    "as_functional",
+    "input_names",
+]
 
 
 @dataclasses.dataclass
@@ -45,7 +53,7 @@ class Axis:
     positions: np.ndarray
 
 
-class ChannelGraph(LayerRules):
+class ChannelGraph(LayerRules, CompositeRules):
     """The channel groups of a built Sequential or Functional model.
 
     Args:
@@ -106,8 +114,9 @@ class ChannelGraph(LayerRules):
                 self.reasons.setdefault(p, reason)
 
     def _weight(self, layer: Any, variable: Any, axis: int, role: str, pos: np.ndarray) -> None:
-        labels = self.weights.setdefault(layer.name, {})
-        axes = labels.setdefault(weight_label(layer, variable), [])
+        owner = self._owner(layer)  # a layer inside a composite: recorded as the composite's
+        labels = self.weights.setdefault(owner.name, {})
+        axes = labels.setdefault(weight_label(owner, variable), [])
         axis = axis % len(variable.shape)
         for known in axes:
             if known.axis == axis:  # a layer called twice reads the same rows both times
@@ -130,16 +139,21 @@ class ChannelGraph(LayerRules):
                 _tensors(node, keys, shapes)
                 nodes.append((entry["name"], index, keys, node))
         outputs = config["output_layers"]
+        if isinstance(outputs, dict):  # in the order of `model.outputs`
+            outputs = [outputs[key] for key in keras.tree.flatten({k: k for k in outputs})]
         outputs = [outputs] if outputs and isinstance(outputs[0], str) else outputs
         for key, tensor in zip(outputs, model.outputs, strict=True):
             shapes[tuple(key)] = tuple(tensor.shape)
         tensors: dict[tuple, np.ndarray] = {}
-        for i, name in enumerate(_names(config["input_layers"])):
+        for key, name in _keyed(config["input_layers"]):
             if given is not None:
-                tensors[(name, 0, 0)] = self.counted[name] = given[i][0]
+                tensors[(name, 0, 0)] = given[key]
+                if len(given[key]):  # token ids and masks have no channels to count
+                    self.counted[name] = given[key]
                 continue
             shape = shapes.get((name, 0, 0)) or tuple(ops[name].output.shape)
-            tensors[(name, 0, 0)] = self._new(int(shape[-1]))
+            # Token ids and masks have no channel axis (an unknown last dimension).
+            tensors[(name, 0, 0)] = self._new(int(shape[-1] or 0) if len(shape) > 1 else 0)
             self._fix(tensors[(name, 0, 0)], "model input")
         pending = list(nodes)
         while pending:
@@ -155,6 +169,7 @@ class ChannelGraph(LayerRules):
                 count = 1 + max([k[2] for k in shapes if k[:2] == (name, index)], default=0)
                 out_shapes = [shapes.get((name, index, t)) for t in range(count)]
                 self.layers[name] = ops[name]
+                self._node = node
                 for t, pos in enumerate(self._visit(ops[name], inputs, out_shapes)):
                     tensors[(name, index, t)] = pos
         if given is None:
@@ -257,18 +272,27 @@ def _attention_inputs(node: dict, tensors: dict, shapes: dict, inputs: list) -> 
 
 
 def as_functional(model: Any) -> Any:
-    """A Sequential model as the Functional model of the same layers (its graph in config)."""
+    """The Functional model of the same layers as a Sequential model, or as a subclass of
+    Functional with a config of its own (a KerasHub backbone or task): its graph in config."""
     if isinstance(model, keras.Sequential):
         return keras.Model(model.inputs, model.outputs)
+    if "layers" not in model.get_config():
+        return keras.Model(model.input, model.output, name=model.name)
     return model
 
 
 def input_names(model: Any) -> list[str]:
-    """The names of a Sequential or Functional model's input layers, in input order."""
-    return _names(as_functional(model).get_config()["input_layers"])
+    """The names of a Sequential or Functional model's input layers, in `model.inputs` order."""
+    entries = as_functional(model).get_config()["input_layers"]
+    if isinstance(entries, dict):
+        return [entries[key][0] for key in keras.tree.flatten({k: k for k in entries})]
+    return [name for _, name in _keyed(entries)]
 
 
-def _names(entries: Any) -> list[str]:
+def _keyed(entries: Any) -> list[tuple[Any, str]]:
+    """(key, name) of a model config's input layers: keys of a dict of inputs, else places."""
+    if isinstance(entries, dict):
+        return [(key, entry[0]) for key, entry in entries.items()]
     if entries and isinstance(entries[0], str):
-        return [entries[0]]
-    return [entry[0] for entry in entries]
+        return [(0, entries[0])]
+    return [(i, entry[0]) for i, entry in enumerate(entries)]

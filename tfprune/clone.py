@@ -53,10 +53,18 @@ class _Copy:
         self.prune = choice is not None
         self.todo: list[tuple[Any, Any, str]] = []
         self.wrappers: list[PruneLowMagnitude] = []
+        self.made: dict[int, Any] = {}
 
     def __call__(self, layer: Any) -> Any:
         if not isinstance(layer, keras.layers.Layer):
             return layer  # an operation (`x + 3` in a model's code) holds no state to copy
+        # A layer shared by a model and a model nested in it (a KerasHub task's tied token
+        # embedding, reversed for the logits) is copied once and stays shared.
+        if id(layer) not in self.made:
+            self.made[id(layer)] = self._copy(layer)
+        return self.made[id(layer)]
+
+    def _copy(self, layer: Any) -> Any:
         if isinstance(layer, PruneLowMagnitude):
             if self.prune:
                 raise ValueError(

@@ -176,4 +176,11 @@ def weight_label(layer: Any, weight: Any) -> str:
     """The weight's path inside `layer` ("kernel", or "self_attention/query/kernel")."""
     prefix = f"{layer.path}/" if getattr(layer, "path", None) else ""
     path = weight.path
-    return path[len(prefix) :] if prefix and path.startswith(prefix) else weight.name
+    if prefix and path.startswith(prefix):
+        return path[len(prefix) :]
+    # A layer inside a copy built from its build config has a path of its own ("dense/kernel"
+    # inside a TimeDistributed): the same label as in the original.
+    parts = (part for part in walk(layer) if part is not layer)
+    if "/" in path and any(weight is v for part in parts for v in part.weights):
+        return path
+    return weight.name

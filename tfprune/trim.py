@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from tfprune.calibration import Kept, Recorder, batches, is_iterator
+from tfprune.channel_composites import composite_config
 from tfprune.channel_masks import group_keep
 from tfprune.channel_rules import CONVS, DEPTHWISE, RECURRENT, SEPARABLE, TRANSPOSED
 from tfprune.channels import ChannelGraph, input_names
@@ -34,7 +35,7 @@ __all__ = ["trim"]
 def _resized(layer: Any, counts: dict[str, int]) -> dict[str, Any]:
     """The layer's config with its channel counts (per label of its "out" axes) lowered."""
     config = layer.get_config()
-    if not counts:
+    if not counts or composite_config(layer, config, counts, _resized):
         return config
     if isinstance(layer, keras.layers.MultiHeadAttention):
         label = weight_label(layer, layer.query_dense.kernel)
@@ -101,15 +102,26 @@ class _Plan:
             values.append(value)
         return values
 
-    def kept(self, layer: Any, label: str, axis: int) -> np.ndarray | None:
+    def kept(self, layer: Any, variable: Any, axis: int) -> np.ndarray | None:
+        """Which entries along `axis` of `variable` (a weight of `layer` or of a layer inside
+        it) survive; None where that axis holds no channels."""
+        label = weight_label(layer, variable)
         for a, alive in self.axes.get(layer.name, {}).get(label, []):
-            if a == axis % len(layer.weights[0].shape):
+            if a == axis % len(variable.shape):
                 return alive
         return None
 
 
 def _rebuilt(stripped: keras.Model, plan: _Plan) -> keras.Model:
+    made: dict[int, Any] = {}
+
     def clone(layer: Any) -> Any:
+        # A layer shared with a nested model is copied once and stays shared.
+        if id(layer) not in made:
+            made[id(layer)] = copy(layer)
+        return made[id(layer)]
+
+    def copy(layer: Any) -> Any:
         if isinstance(layer, keras.Model):
             # A nested model is cloned on inputs of its trimmed widths.
             inputs = [
@@ -212,23 +224,34 @@ def trim(
     return trimmed
 
 
-def _refittable(layer: Any, plan: _Plan) -> bool:
+def _refittable(layer: Any, host: Any, plan: _Plan) -> bool:
     if not isinstance(layer, (keras.layers.Dense, *CONVS)) or isinstance(layer, TRANSPOSED):
         return False
     if isinstance(layer, DEPTHWISE) or getattr(layer, "groups", 1) != 1:
         return False
-    rows = plan.kept(layer, weight_label(layer, layer.kernel), -2)
+    rows = plan.kept(host, layer.kernel, -2)
     return rows is not None and not rows.all()
 
 
-def _update(reference, trimmed, plan: _Plan, data, batch_size: int, dampening: float) -> None:
+def _refits(reference: keras.Model, trimmed: keras.Model, plan: _Plan) -> list[tuple]:
+    """(trimmed layer, its reference, the layer the plan knows them by) for each Dense or Conv
+    to refit, in graph order: a model's layers, and those inside a layer made of layers (the
+    feed-forward output of a transformer layer, the Dense in a TimeDistributed)."""
     sources = _by_name(reference)
-    for layer in _by_name(trimmed).values():
-        if not _refittable(layer, plan):
-            continue
-        source = sources[layer.name]
-        label = weight_label(source, source.kernel)
-        out_kept = plan.kept(source, label, -1)
+    found = []
+    for host in _by_name(trimmed).values():
+        if isinstance(host, keras.Model):
+            continue  # its layers are met on their own
+        source_host = sources[host.name]
+        for layer, source in zip(walk(host), walk(source_host), strict=True):
+            if _refittable(layer, host, plan):
+                found.append((layer, source, source_host))
+    return found
+
+
+def _update(reference, trimmed, plan: _Plan, data, batch_size: int, dampening: float) -> None:
+    for layer, source, host in _refits(reference, trimmed, plan):
+        out_kept = plan.kept(host, source.kernel, -1)
         view_new = MatrixView.of(layer, layer.kernel)
         view_ref = MatrixView.of(source, source.kernel)
         w_ref = view_ref.to_matrix(

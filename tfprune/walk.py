@@ -74,7 +74,13 @@ def attribute_layers(holder: Any) -> list[tuple[str, Any, Any]]:
     """
     skip = _base_attributes(isinstance(holder, keras.Model))
     found = []
-    for name, value in list(vars(holder).items()):
+    attributes = list(vars(holder).items())
+    # On the PyTorch backend a layer is a torch Module: layers set as attributes are kept in
+    # its `_modules`, not in its `__dict__`.
+    modules = vars(holder).get("_modules")
+    if isinstance(modules, dict):
+        attributes += [(n, v) for n, v in modules.items() if isinstance(v, keras.layers.Layer)]
+    for name, value in attributes:
         if name in skip:
             continue
         if isinstance(value, keras.layers.Layer):
