@@ -38,6 +38,25 @@ def one_shot_fingerprints() -> list[list[float]]:
     return out
 
 
+def composite_labels() -> list[str]:
+    """The prunable weights of a layer made of layers (found in its attributes, which the
+    PyTorch backend keeps as torch submodules)."""
+    from tfprune.registry import prunable_weights, weight_label
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = keras.layers.Dense(4, name="inner")
+            self.outer = keras.layers.Dense(3, name="outer")
+
+        def call(self, x):
+            return self.outer(self.inner(x))
+
+    block = Block(name="block")
+    block(np.zeros((1, 5), "float32"))
+    return sorted(weight_label(block, w) for w in prunable_weights(block))
+
+
 def main() -> None:
     (x, y), (xt, _) = digits(512, 16)
     keras.utils.set_random_seed(3)
@@ -72,6 +91,7 @@ def main() -> None:
                 "strip_identical": bool(same),
                 "tensorflow_imported": TENSORFLOW_AFTER_IMPORT,
                 "one_shot": one_shot_fingerprints(),
+                "composite": composite_labels(),
             }
         )
     )

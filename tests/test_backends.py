@@ -27,6 +27,7 @@ def test_prune_fit_save_load_strip_on_every_backend(backend):
     assert result["strip_identical"]
     if backend != "tensorflow":
         assert not result["tensorflow_imported"]
+    assert result["composite"] == ["inner/kernel", "outer/kernel"]
     # One-shot pruning computes on the host: every backend gives this process's result.
     sys.path.insert(0, os.path.dirname(WORKER))
     from backend_worker import one_shot_fingerprints

@@ -61,7 +61,8 @@ def _given(node: dict, inputs: list) -> dict:
     """The positions a nested model's call gives each of its inputs: by key for a dict of
     inputs, else by place."""
     args = node.get("args", ())
-    if len(args) == 1 and isinstance(args[0], dict):
+    named = len(args) == 1 and isinstance(args[0], dict)
+    if named and args[0].get("class_name") != "__keras_tensor__":  # not one tensor
         return dict(zip(args[0], (pos for pos, _ in inputs), strict=False))
     return {i: pos for i, (pos, _) in enumerate(inputs)}
 
