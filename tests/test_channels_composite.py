@@ -181,3 +181,22 @@ def test_a_subclass_of_a_known_composite_is_not_trusted():
     with pytest.warns(UserWarning, match="mine"):
         pruned = tfprune.prune_channels(model, HALF, unsupported="keep")
     assert tfprune.trim(pruned).get_layer("hidden").units == 3
+
+
+def test_a_trimmed_task_fits_its_class_built_with_the_new_width():
+    keras.utils.set_random_seed(0)
+    task = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**TINY), None)
+    small = tfprune.trim(tfprune.prune_channels(task, HALF))
+    rebuilt = keras_hub.models.GPT2CausalLM(
+        keras_hub.models.GPT2Backbone(**(TINY | {"intermediate_dim": 16})), None
+    )
+    rebuilt.set_weights(small.get_weights())
+    prompt = {
+        "token_ids": np.array([[5, 9, 3] + [0] * 5]),
+        "padding_mask": np.array([[1] * 3 + [0] * 5]),
+    }
+    _assert_same(rebuilt.predict(prompt, verbose=0), small.predict(prompt, verbose=0))
+    ids = keras.ops.convert_to_numpy(
+        rebuilt.generate(prompt, max_length=8, stop_token_ids=None)["token_ids"]
+    )
+    assert ids.shape == (1, 8) and list(ids[0, :3]) == [5, 9, 3]

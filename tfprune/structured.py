@@ -129,7 +129,10 @@ def prune_channels(
     Maximum, Minimum, and the `+ - *` operations), the slices of a `Concatenate`, a
     BatchNormalization or depthwise convolution and the layer before it, a squeeze-and-excite
     gate and the features it scales, `Flatten` into a Dense (each channel's rows at every
-    spatial position), the four gates of an LSTM unit. Each such group is masked on every
+    spatial position), the four gates of an LSTM unit. Inside `TimeDistributed`,
+    `Bidirectional` and KerasHub's `TransformerEncoder`/`TransformerDecoder` (their
+    feed-forward units), the layers they hold are pruned too, so KerasHub backbones and tasks
+    built from them (GPT-2, BERT, OPT, ...) are pruned as they are. Each such group is masked on every
     kernel axis that holds it: the output columns of the layers that create it and the input
     rows of the layers that read it, so the masked model computes exactly what the model
     without those channels computes (`tfprune.trim` builds that model). Groups that reach a
@@ -145,7 +148,7 @@ def prune_channels(
     step) without training.
 
     Args:
-        model: A built Sequential or Functional model (a KerasHub backbone included).
+        model: A built Sequential or Functional model (a KerasHub backbone or task included).
         pruning_schedule: A `tfprune.PruningSchedule` of the fraction of channel groups to
             remove. Defaults to `ConstantSparsity(0.5, begin_step=0)`.
         criterion: "l2" (the joint L2 norm of all the weight entries a group holds, in every
