@@ -269,6 +269,18 @@ def report_section(results: dict) -> list[str]:
         "same quantization, 1 thread, LiteRT's default delegate (XNNPACK).",
         "",
     ]
+    config = results.get("config", {})
+    if "channels_epochs" in config:
+        mobilenet = config.get("channels_mobilenet_epochs", config["channels_epochs"])
+        lines += [
+            "Epochs (warm-up, ramp, fine-tune): "
+            + "/".join(str(e) for e in config["channels_epochs"])
+            + " for LeNet and the CNN, "
+            + "/".join(str(e) for e in mobilenet)
+            + f" for MobileNetV2 on {config['channels_mobilenet_rows']:,} digits at "
+            + f"{config['channels_mobilenet_size']}×{config['channels_mobilenet_size']}.",
+            "",
+        ]
     for name, rows in part["models"].items():
         dense = _median([r["dense"] for r in rows])
         lines += [

@@ -23,7 +23,8 @@ class Config:
     epochs (MNIST models, language models; the larger GPT-2 its own), targets, calibration
     rows and fine-tuning epochs.
     The `channels_*` settings are those of `bench.channels`: its models, seeds, target shares
-    of channels, epochs, update interval, MobileNetV2 input size and rows, and `round_to`.
+    of channels, epochs (MobileNetV2 its own), update interval, MobileNetV2 input size and rows,
+    and `round_to`.
     """
 
     name: str
@@ -91,7 +92,8 @@ class Config:
     channels_epochs: tuple[int, int, int] = (2, 3, 2)
     channels_frequency: int = 10
     channels_mobilenet_size: int = 64
-    channels_mobilenet_rows: int = 1000
+    channels_mobilenet_rows: int = 2000
+    channels_mobilenet_epochs: tuple[int, int, int] = (4, 6, 4)
     channels_round_to: int = 4
     parallel: bool = False
 
@@ -135,7 +137,9 @@ class Config:
 
     def channels_options(self, model: str, seed: int, out_dir: str) -> dict:
         """Arguments of the worker's `channels` job for `model`."""
-        warmup, ramp, finetune = self.channels_epochs
+        warmup, ramp, finetune = (
+            self.channels_mobilenet_epochs if model == "mobilenet" else self.channels_epochs
+        )
         return {
             "model": model,
             "seed": seed,

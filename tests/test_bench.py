@@ -247,3 +247,16 @@ def test_ramp_ends_on_a_multiple_of_the_frequency(rows, epochs, frequency):
     end = protocol.ramp_end_step(rows, epochs, frequency)
     assert end % frequency == 0
     assert end <= max(frequency, epochs * protocol.steps_per_epoch(rows) - 1)
+
+
+def test_int8_kernel_scaling_writes_verified_files_and_prints_every_ratio(capsys):
+    from bench import int8_kernels
+
+    int8_kernels.main(["--repeats", "2", "--size", "4"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [line.split("|")[1:-1] for line in lines[2:]]
+    # Every layer, with both kernel sets and both kinds; a time per width, a ratio per pair.
+    assert len(rows) == len(int8_kernels.LAYERS) * 2 * len(int8_kernels.KINDS)
+    for row in rows:
+        assert len(row) == 3 + 2 * len(int8_kernels.WIDTHS)
+        assert all(float(cell) > 0 for cell in row[3:])

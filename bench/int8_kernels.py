@@ -1,0 +1,129 @@
+"""How LiteRT's kernels on this machine scale when a layer loses half its channels.
+
+Channel pruning removes half the channels of a convolution: its input and its output, a
+quarter of the multiply-adds (half for a depthwise convolution). Whether the file runs that
+much faster depends on the kernels that run it. For one layer at a time (a 1x1, 3x3 and 5x5
+convolution with as many input as output channels, and a 3x3 depthwise convolution, on a
+28x28 image, batch 1), this writes float32 and int8 files at each width, times
+`Interpreter.invoke()` with the input set once (as LiteRT's benchmark tool does), interleaved
+across the files, with LiteRT's default XNNPACK delegate and with its builtin kernels, and
+prints each width's median time over that of twice the width.
+Run: `python -m bench.int8_kernels [--repeats N] [--size S]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+WIDTHS = (8, 16, 32, 64)
+LAYERS = {
+    "conv 1x1": (1, False),
+    "conv 3x3": (3, False),
+    "conv 5x5": (5, False),
+    "depthwise 3x3": (3, True),
+}
+KINDS = ("float32", "int8")
+
+
+def write_files(out_dir: str, size: int) -> dict[tuple[str, str, int], str]:
+    """The one-layer files: {(layer, kind, width): path}."""
+    import keras
+
+    from tfprune.export import to_tflite
+
+    rng = np.random.default_rng(0)
+    files = {}
+    for name, (kernel, depthwise) in LAYERS.items():
+        for width in WIDTHS:
+            inputs = keras.Input((size, size, width))
+            if depthwise:
+                layer = keras.layers.DepthwiseConv2D(kernel, padding="same")
+            else:
+                layer = keras.layers.Conv2D(width, kernel, padding="same")
+            model = keras.Model(inputs, layer(inputs))
+            data = rng.random((16, size, size, width)).astype("float32")
+            for kind in KINDS:
+                path = os.path.join(out_dir, f"{name.replace(' ', '_')}_{width}_{kind}.tflite")
+                quantize = "int8" if kind == "int8" else None
+                to_tflite(model, path, quantize=quantize, representative_data=data, batch_size=1)
+                files[(name, kind, width)] = path
+    return files
+
+
+def invoke_latency_us(paths: list[str], repeats: int, builtin: bool) -> dict[str, float]:
+    """Median µs of `invoke()` per file, the input set once, interleaved across the files."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    options = {"num_threads": 1}
+    if builtin:
+        options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreters = {}
+    for path in paths:
+        interpreter = Interpreter(model_path=path, **options)
+        interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+        row = np.random.default_rng(0).random(detail["shape"]).astype(detail["dtype"])
+        interpreter.set_tensor(detail["index"], row)
+        for _ in range(5):  # warm up: the delegate packs its weights on the first runs
+            interpreter.invoke()
+        interpreters[path] = interpreter
+    times: dict[str, list[float]] = {path: [] for path in paths}
+    for _ in range(repeats):
+        for path, interpreter in interpreters.items():
+            start = time.perf_counter()
+            interpreter.invoke()
+            times[path].append(time.perf_counter() - start)
+    return {path: float(np.median(t) * 1e6) for path, t in times.items()}
+
+
+def table(files: dict, latency: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown rows: per layer, kernels and kind, the time at each width and the ratio of
+    each width to twice that width."""
+    lines = [
+        "| layer | kernels | kind | "
+        + " | ".join(f"{w} ch (µs)" for w in WIDTHS)
+        + " | "
+        + " | ".join(f"{w}/{2 * w}" for w in WIDTHS[:-1])
+        + " | multiply-adds |",
+        "|---|---|---|" + "---:|" * (2 * len(WIDTHS)),
+    ]
+    for name, (_, depthwise) in LAYERS.items():
+        for kernels, measured in latency.items():
+            for kind in KINDS:
+                t = [measured[files[(name, kind, w)]] for w in WIDTHS]
+                ratios = [t[i] / t[i + 1] for i in range(len(WIDTHS) - 1)]
+                macs = "0.50" if depthwise else "0.25"
+                lines.append(
+                    f"| {name} | {kernels} | {kind} | "
+                    + " | ".join(f"{v:.1f}" for v in t)
+                    + " | "
+                    + " | ".join(f"{r:.2f}" for r in ratios)
+                    + f" | {macs} |"
+                )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=300, help="timed invokes per file")
+    parser.add_argument("--size", type=int, default=28, help="image height and width")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.size < 1:
+        parser.error(f"--repeats and --size must be positive; got {args.repeats}, {args.size}")
+    with tempfile.TemporaryDirectory(prefix="tfprune-int8-") as out_dir:
+        files = write_files(out_dir, args.size)
+        paths = list(files.values())
+        latency = {
+            "XNNPACK": invoke_latency_us(paths, args.repeats, builtin=False),
+            "builtin": invoke_latency_us(paths, args.repeats, builtin=True),
+        }
+    print("\n".join(table(files, latency)))
+
+
+if __name__ == "__main__":
+    main()
