@@ -222,18 +222,11 @@ def _builder(lib, name: str, x):
 def measure(paths: list[str], repeats: int) -> dict:
     """Loads each file with the default delegate (in a child process each) and times one-row
     invokes, interleaved across the files."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from bench.export import interleaved_latency_us, loads
+    from bench.export import interleaved_invoke_us, loads
 
     status = {path: loads(path) for path in paths}
     runnable = [path for path, (ok, _) in status.items() if ok]
-    rows = {}
-    for path in runnable:
-        details = Interpreter(model_path=path).get_signature_runner().get_input_details()
-        shape = next(iter(details.values()))["shape"]
-        rows[path] = np.random.default_rng(0).random(shape).astype("float32")
-    latency = interleaved_latency_us(runnable, rows, repeats) if runnable else {}
+    latency = interleaved_invoke_us(runnable, repeats) if runnable else {}
     return {
         path: {"loads": ok, "reason": reason, "latency_us": latency.get(path)}
         for path, (ok, reason) in status.items()
@@ -265,8 +258,9 @@ def report_section(results: dict) -> list[str]:
         "channel pruning, unstructured pruning to the trimmed model's non-zero kernel entries,",
         "and a dense model of the trimmed shape trained from scratch; then one-shot channel",
         "pruning of the trained dense model, trimmed without and with the least-squares update",
-        "(no retraining). Latency: median one-row invoke, interleaved with the dense file of the",
-        "same quantization, 1 thread, LiteRT's default delegate (XNNPACK).",
+        "(no retraining). Latency: median of `Interpreter.invoke()` on one row set once (as",
+        "LiteRT's benchmark tool times a model), interleaved with the dense file of the same",
+        "quantization, 1 thread, LiteRT's default delegate (XNNPACK).",
         "",
     ]
     config = results.get("config", {})

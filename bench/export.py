@@ -111,6 +111,36 @@ def interleaved_latency_us(
     return {path: float(np.median(t) * 1e6) for path, t in times.items()}
 
 
+def interleaved_invoke_us(
+    paths: list[str], repeats: int, builtin: bool = False
+) -> dict[str, float]:
+    """Median µs of `Interpreter.invoke()` per file, interleaved across the files, with the
+    input set once (as LiteRT's benchmark tool times a model: no Python marshalling of inputs
+    and outputs), 1 thread; LiteRT's default delegate, or only its builtin kernels."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    options: dict = {"num_threads": 1}
+    if builtin:
+        options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreters = {}
+    for path in paths:
+        interpreter = Interpreter(model_path=path, **options)
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            row = np.random.default_rng(0).random(detail["shape"]).astype(detail["dtype"])
+            interpreter.set_tensor(detail["index"], row)
+        for _ in range(5):  # warm up: a delegate prepares its weights on the first runs
+            interpreter.invoke()
+        interpreters[path] = interpreter
+    times: dict[str, list[float]] = {path: [] for path in paths}
+    for _ in range(repeats):
+        for path, interpreter in interpreters.items():
+            start = time.perf_counter()
+            interpreter.invoke()
+            times[path].append(time.perf_counter() - start)
+    return {path: float(np.median(t) * 1e6) for path, t in times.items()}
+
+
 def accuracy(path: str, model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(verify.run_tflite(path, model, [x])[0].argmax(-1) == y))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 import numpy as np
 
@@ -55,32 +54,6 @@ def write_files(out_dir: str, size: int) -> dict[tuple[str, str, int], str]:
     return files
 
 
-def invoke_latency_us(paths: list[str], repeats: int, builtin: bool) -> dict[str, float]:
-    """Median µs of `invoke()` per file, the input set once, interleaved across the files."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    options = {"num_threads": 1}
-    if builtin:
-        options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreters = {}
-    for path in paths:
-        interpreter = Interpreter(model_path=path, **options)
-        interpreter.allocate_tensors()
-        detail = interpreter.get_input_details()[0]
-        row = np.random.default_rng(0).random(detail["shape"]).astype(detail["dtype"])
-        interpreter.set_tensor(detail["index"], row)
-        for _ in range(5):  # warm up: the delegate packs its weights on the first runs
-            interpreter.invoke()
-        interpreters[path] = interpreter
-    times: dict[str, list[float]] = {path: [] for path in paths}
-    for _ in range(repeats):
-        for path, interpreter in interpreters.items():
-            start = time.perf_counter()
-            interpreter.invoke()
-            times[path].append(time.perf_counter() - start)
-    return {path: float(np.median(t) * 1e6) for path, t in times.items()}
-
-
 def table(files: dict, latency: dict[str, dict[str, float]]) -> list[str]:
     """Markdown rows: per layer, kernels and kind, the time at each width and the ratio of
     each width to twice that width."""
@@ -109,6 +82,8 @@ def table(files: dict, latency: dict[str, dict[str, float]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bench.export import interleaved_invoke_us
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300, help="timed invokes per file")
     parser.add_argument("--size", type=int, default=28, help="image height and width")
@@ -119,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         files = write_files(out_dir, args.size)
         paths = list(files.values())
         latency = {
-            "XNNPACK": invoke_latency_us(paths, args.repeats, builtin=False),
-            "builtin": invoke_latency_us(paths, args.repeats, builtin=True),
+            "XNNPACK": interleaved_invoke_us(paths, args.repeats),
+            "builtin": interleaved_invoke_us(paths, args.repeats, builtin=True),
         }
     print("\n".join(table(files, latency)))
 

@@ -74,7 +74,9 @@ class CompositeRules:
     def _composite(self, op: Any, inputs: list, out_shapes: list) -> list[np.ndarray] | None:
         """The outputs' positions of a composite layer known here, or None."""
         x, shape = inputs[0] if inputs else (None, None)
-        if isinstance(op, _L.TimeDistributed) and type(op) is _L.TimeDistributed:
+        if type(op) is _L.TimeDistributed:
+            if isinstance(op.layer, keras.Model):
+                raise UnsupportedLayer("a model inside a TimeDistributed is not followed")
             with self._inside(op):
                 inner = [(pos, _inner_shape(s)) for pos, s in inputs]
                 return self._follow(op.layer, inner, [_inner_shape(s) for s in out_shapes])

@@ -129,16 +129,16 @@ def prune_channels(
     Maximum, Minimum, and the `+ - *` operations), the slices of a `Concatenate`, a
     BatchNormalization or depthwise convolution and the layer before it, a squeeze-and-excite
     gate and the features it scales, `Flatten` into a Dense (each channel's rows at every
-    spatial position), the four gates of an LSTM unit. Inside `TimeDistributed`,
-    `Bidirectional` and KerasHub's `TransformerEncoder`/`TransformerDecoder` (their
-    feed-forward units), the layers they hold are pruned too, so KerasHub backbones and tasks
-    built from them (GPT-2, BERT, OPT, ...) are pruned as they are. Each such group is masked on every
-    kernel axis that holds it: the output columns of the layers that create it and the input
-    rows of the layers that read it, so the masked model computes exactly what the model
-    without those channels computes (`tfprune.trim` builds that model). Groups that reach a
-    model output or input, or a layer that mixes the features (LayerNormalization, a softmax
-    over them), are kept whole; a warning names the layers whose channels are kept for a
-    reason other than being the model's inputs or outputs.
+    spatial position), the four gates of an LSTM unit. Inside `TimeDistributed`, `Bidirectional` and
+    KerasHub's `TransformerEncoder`/`TransformerDecoder` (their feed-forward units), the layers
+    they hold are pruned too, so KerasHub backbones and tasks built from them (GPT-2, BERT, OPT,
+    ...) are pruned as they are. Each such group is masked on every kernel axis that holds it:
+    the output columns of the layers that create it and the input rows of the layers that read
+    it, so the masked model computes exactly what the model without those channels computes
+    (`tfprune.trim` builds that model). Groups that reach a model output or input, or a layer
+    that mixes the features (LayerNormalization, a softmax over them), are kept whole; a warning
+    names the layers whose channels are kept for a reason other than being the model's inputs or
+    outputs.
 
     The masks are ramped by `pruning_schedule`, whose sparsity is the fraction of groups
     removed, and updated by `UpdatePruningStep` inside `model.fit`, with all the wrappers

@@ -168,16 +168,18 @@ def trim(
     statistics, depthwise kernels, the four gates of an LSTM unit); Dense `units`, Conv
     `filters`, Embedding `output_dim`, recurrent `units` (of each direction of a
     `Bidirectional`, or inside a `TimeDistributed`) and a KerasHub transformer layer's
-    `intermediate_dim` are lowered, and every layer keeps its class and name. Without `calibration_data` the trimmed model computes what the masked
-    model computes (to float rounding). The model's inputs and outputs keep their shapes.
+    `intermediate_dim` are lowered, and every layer keeps its class and name. Without
+    `calibration_data` the trimmed model computes what the masked model computes (to float
+    rounding). The model's inputs and outputs keep their shapes.
 
-    With `calibration_data`, the update step follows: layer by layer in graph order, each Dense
-    or Conv layer (inside a layer made of layers too) whose inputs lost channels gets the kernel and bias that best reproduce, by
-    least squares on the calibration inputs, the pre-activation output it has in the unmasked
-    model (the model with its masks lifted). After `prune_channels` with a schedule whose
-    pruning happens at step 0 (one-shot, no training), the unmasked model is the dense model,
-    and the update recovers much of what removing the channels lost. After fine-tuning, the
-    masked channels hold their last trained values; trim such a model without calibration.
+    With `calibration_data`, the update step follows: layer by layer in graph order, each Dense or
+    Conv layer (inside a layer made of layers too) whose inputs lost channels gets the kernel
+    and bias that best reproduce, by least squares on the calibration inputs, the pre-activation
+    output it has in the unmasked model (the model with its masks lifted). After
+    `prune_channels` with a schedule whose pruning happens at step 0 (one-shot, no training),
+    the unmasked model is the dense model, and the update recovers much of what removing the
+    channels lost. After fine-tuning, the masked channels hold their last trained values; trim
+    such a model without calibration.
 
     Args:
         model: A model returned by `tfprune.prune_channels` (trained, saved and loaded, or not).
