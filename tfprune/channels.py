@@ -10,6 +10,8 @@ inputs of layers with kernels, which read it through kernel rows. Such a group c
 masking its rows in every kernel that reads it gives exactly the model without it, whatever
 lies in between (a bias, an activation, an `Add`). A group that reaches a model output, a
 normalization over the features, a softmax over them, or a layer not known here is kept whole.
+Known layers made of layers (`TimeDistributed`, `Bidirectional`, KerasHub's transformer layers
+and embeddings) are followed inside, by `tfprune.channel_composites`.
 
 Each weight that holds channels records, per axis, the positions it holds: `"out"` for the
 channels a layer creates (one per channel), `"in"` for the rows it reads, `"tie"` for values
