@@ -13,10 +13,13 @@ accuracy, next to the information floor of the pruned weights.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -89,26 +92,31 @@ def loads(path: str) -> tuple[bool, str]:
     return True, ""
 
 
+def _interleaved_us(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median µs of each call, the calls interleaved `repeats` times."""
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[key].append(time.perf_counter() - start)
+    return {key: float(np.median(t) * 1e6) for key, t in times.items()}
+
+
 def interleaved_latency_us(
     paths: list[str], row: np.ndarray | dict[str, np.ndarray], repeats: int
 ) -> dict[str, float]:
     """Median µs of one invoke per file on `row` (one for all, or one per path), interleaved."""
     from ai_edge_litert.interpreter import Interpreter
 
-    runners = {}
+    calls = {}
     for path in paths:
         runner = Interpreter(model_path=path, num_threads=1).get_signature_runner()
         name = list(runner.get_input_details())[0]
         feed = {name: row[path] if isinstance(row, dict) else row}
         runner(**feed)
-        runners[path] = (runner, feed)
-    times: dict[str, list[float]] = {path: [] for path in paths}
-    for _ in range(repeats):
-        for path, (runner, feed) in runners.items():
-            start = time.perf_counter()
-            runner(**feed)
-            times[path].append(time.perf_counter() - start)
-    return {path: float(np.median(t) * 1e6) for path, t in times.items()}
+        calls[path] = functools.partial(runner, **feed)
+    return _interleaved_us(calls, repeats)
 
 
 def interleaved_invoke_us(
@@ -122,7 +130,7 @@ def interleaved_invoke_us(
     options: dict = {"num_threads": 1}
     if builtin:
         options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreters = {}
+    calls = {}
     for path in paths:
         interpreter = Interpreter(model_path=path, **options)
         interpreter.allocate_tensors()
@@ -131,14 +139,8 @@ def interleaved_invoke_us(
             interpreter.set_tensor(detail["index"], row)
         for _ in range(5):  # warm up: a delegate prepares its weights on the first runs
             interpreter.invoke()
-        interpreters[path] = interpreter
-    times: dict[str, list[float]] = {path: [] for path in paths}
-    for _ in range(repeats):
-        for path, interpreter in interpreters.items():
-            start = time.perf_counter()
-            interpreter.invoke()
-            times[path].append(time.perf_counter() - start)
-    return {path: float(np.median(t) * 1e6) for path, t in times.items()}
+        calls[path] = interpreter.invoke
+    return _interleaved_us(calls, repeats)
 
 
 def accuracy(path: str, model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:

@@ -9,23 +9,13 @@ import keras
 import numpy as np
 import pytest
 from conftest import compile_model
+from tiny_models import random_weights
 
 import tfprune
 from tfprune.channel_masks import channel_fraction, group_keep
 from tfprune.prune import pruning_wrappers
 
 L = keras.layers
-
-
-def _randomized(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Random weights everywhere (BN statistics and biases too), so that no channel is special."""
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        value = rng.standard_normal(tuple(w.shape)) * 0.5
-        if "variance" in w.path:
-            value = np.abs(value) + 0.5
-        w.assign(value.astype(w.dtype))
-    return model
 
 
 def residual_se_cnn() -> keras.Model:
@@ -135,7 +125,7 @@ BUILDERS += [attention_block, nested_models, sequential_lenet]
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda f: f.__name__)
 def test_trimmed_model_computes_what_the_masked_model_computes(build):
-    model = _randomized(build())
+    model = random_weights(build())
     pruned = tfprune.prune_channels(model, tfprune.ConstantSparsity(0.5, begin_step=0))
     trimmed = tfprune.trim(pruned)
     x = _inputs(model)
@@ -155,7 +145,7 @@ def test_trimmed_model_computes_what_the_masked_model_computes(build):
 
 def test_channels_that_must_go_together_go_together():
     pruned = tfprune.prune_channels(
-        _randomized(residual_se_cnn()), tfprune.ConstantSparsity(0.5, begin_step=0)
+        random_weights(residual_se_cnn()), tfprune.ConstantSparsity(0.5, begin_step=0)
     )
     trimmed = tfprune.trim(pruned)
     sizes = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in trimmed.layers}
@@ -178,7 +168,7 @@ def test_channels_that_must_go_together_go_together():
 
 def test_lstm_units_go_with_all_four_gates():
     pruned = tfprune.prune_channels(
-        _randomized(recurrent_text()), tfprune.ConstantSparsity(0.5, begin_step=0)
+        random_weights(recurrent_text()), tfprune.ConstantSparsity(0.5, begin_step=0)
     )
     trimmed = tfprune.trim(pruned)
     lstm = trimmed.get_layer("lstm")
@@ -190,7 +180,7 @@ def test_lstm_units_go_with_all_four_gates():
 
 def test_attention_heads_go_with_their_query_key_value_and_output_slices():
     pruned = tfprune.prune_channels(
-        _randomized(attention_block()), tfprune.ConstantSparsity(0.5, begin_step=0)
+        random_weights(attention_block()), tfprune.ConstantSparsity(0.5, begin_step=0)
     )
     trimmed = tfprune.trim(pruned)
     attention = trimmed.get_layer("self_attention")
@@ -203,7 +193,7 @@ def test_attention_heads_go_with_their_query_key_value_and_output_slices():
 
 def test_nested_models_are_followed_and_trimmed_inside():
     pruned = tfprune.prune_channels(
-        _randomized(nested_models()), tfprune.ConstantSparsity(0.5, begin_step=0)
+        random_weights(nested_models()), tfprune.ConstantSparsity(0.5, begin_step=0)
     )
     trimmed = tfprune.trim(pruned)
     backbone, block = trimmed.get_layer("backbone"), trimmed.get_layer("block")
@@ -215,7 +205,7 @@ def test_nested_models_are_followed_and_trimmed_inside():
 
 @pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.75])
 def test_each_layer_removes_its_exact_share_of_groups(sparsity):
-    model = _randomized(sequential_lenet())
+    model = random_weights(sequential_lenet())
     pruned = tfprune.prune_channels(model, tfprune.ConstantSparsity(sparsity, begin_step=0))
     trimmed = tfprune.trim(pruned)
     assert trimmed.get_layer("conv").filters == 8 - round(sparsity * 8)
@@ -224,7 +214,7 @@ def test_each_layer_removes_its_exact_share_of_groups(sparsity):
 
 
 def test_round_to_keeps_multiples_and_global_ranking_uses_one_count():
-    model = _randomized(sequential_lenet())
+    model = random_weights(sequential_lenet())
     rounded = tfprune.trim(
         tfprune.prune_channels(model, tfprune.ConstantSparsity(0.7, begin_step=0), round_to=4)
     )
@@ -337,7 +327,7 @@ def _with_custom_layer() -> keras.Model:
 
 
 def test_an_unknown_layer_is_an_error_or_kept_whole_by_option():
-    model = _randomized(_with_custom_layer())
+    model = random_weights(_with_custom_layer())
     with pytest.raises(ValueError, match="through layer 'double' of type Doubler"):
         tfprune.prune_channels(model)
     with pytest.warns(UserWarning, match="'a' \\(read by 'double'"):
@@ -394,7 +384,7 @@ def test_trimmed_residual_cnn_exports_verified_files_in_every_quantization(tmp_p
     pytest.importorskip("ai_edge_litert")
     from tfprune.export import to_tflite
 
-    model = _randomized(residual_se_cnn())
+    model = random_weights(residual_se_cnn())
     pruned = tfprune.prune_channels(model, tfprune.ConstantSparsity(0.5, begin_step=0))
     trimmed = tfprune.trim(pruned)
     x = _inputs(model, 32)

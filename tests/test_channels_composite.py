@@ -9,6 +9,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from tiny_models import random_weights
 
 import tfprune
 from tfprune.prune import pruning_wrappers
@@ -52,15 +53,8 @@ def sequence_tagger() -> keras.Model:
     return keras.Model(inputs, L.Dense(3, name="head")(x))
 
 
-def _random_weights(model: keras.Model) -> keras.Model:
-    rng = np.random.default_rng(0)
-    for w in model.weights:
-        w.assign((rng.standard_normal(tuple(w.shape)) * 0.5).astype(w.dtype))
-    return model
-
-
 def test_time_distributed_and_bidirectional_layers_are_pruned_inside():
-    model = _random_weights(sequence_tagger())
+    model = random_weights(sequence_tagger())
     pruned = tfprune.prune_channels(model, HALF)
     trimmed = tfprune.trim(pruned)
     x = np.random.default_rng(1).random((4, 5, 6)).astype("float32")
@@ -76,7 +70,7 @@ def test_time_distributed_and_bidirectional_layers_are_pruned_inside():
 
 
 def test_summed_directions_lose_the_same_units():
-    pruned = tfprune.prune_channels(_random_weights(sequence_tagger()), HALF)
+    pruned = tfprune.prune_channels(random_weights(sequence_tagger()), HALF)
     (wrapper,) = [w for w in pruning_wrappers(pruned) if w.layer.name == "bi_gru"]
     masks = {
         weight_label(wrapper.layer, w): keras.ops.convert_to_numpy(m)

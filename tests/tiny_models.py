@@ -32,3 +32,14 @@ def mlp(hidden: int = 32) -> keras.Model:
 def as_arrays(model: keras.Model) -> dict[str, np.ndarray]:
     """Every weight of `model` as numpy, keyed by position, for a worker to save."""
     return {f"w{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.weights)}
+
+
+def random_weights(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Random weights everywhere (BN statistics and biases too), so that no channel is special."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        value = rng.standard_normal(tuple(w.shape)) * 0.5
+        if "variance" in w.path:
+            value = np.abs(value) + 0.5
+        w.assign(value.astype(w.dtype))
+    return model

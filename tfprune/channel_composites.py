@@ -22,6 +22,7 @@ Only these exact classes are followed: a subclass may compute something else.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,9 +40,12 @@ _FEEDFORWARD = ("feedforward_intermediate_dense", "feedforward_output_dense")
 
 
 def is_keras_hub(op: Any, *names: str) -> bool:
-    """Whether `op` is exactly one of KerasHub's classes `names` (not a subclass)."""
-    cls = type(op)
-    return cls.__module__.startswith("keras_hub.") and cls.__name__ in names
+    """Whether `op` is exactly one of the classes `names` of `keras_hub.layers` (not a
+    subclass). A layer of KerasHub's exists only once KerasHub is imported."""
+    hub = sys.modules.get("keras_hub")
+    if hub is None:
+        return False
+    return any(type(op) is getattr(hub.layers, name, None) for name in names)
 
 
 def _by_label(layer: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ records which axes of which weights hold them. Layers it does not know raise
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
@@ -67,6 +68,18 @@ def _given(node: dict, inputs: list) -> dict:
     return {i: pos for i, (pos, _) in enumerate(inputs)}
 
 
+@functools.cache
+def _get_item_class() -> type:
+    # Keras does not export the operation of `x[key]`; a model that slices a tensor holds one.
+    inputs = keras.Input((2,))
+    return type(keras.Model(inputs, inputs[:, 0]).operations[-1])
+
+
+def _is_get_item(op: Any) -> bool:
+    """Whether `op` is the operation of `x[key]` in a model's graph."""
+    return isinstance(op, _get_item_class())
+
+
 class UnsupportedLayer(ValueError):
     """A layer whose channels the grouping cannot follow."""
 
@@ -98,7 +111,7 @@ class LayerRules:
         if not isinstance(op, _L.Layer):
             if type(op).__name__ in _ELEMENTWISE_OPS:
                 return [self._merge(inputs)]
-            if type(op).__name__ == "GetItem":
+            if _is_get_item(op):
                 return [self._get_item(inputs)]
             raise UnsupportedLayer(
                 f"the operation {type(op).__name__} is not known to act on each channel alone"

@@ -9,6 +9,7 @@ the graph is rebuilt. The original model is never touched.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -19,7 +20,7 @@ from tfprune.select import Choice
 from tfprune.walk import walk
 from tfprune.wrapper import PruneLowMagnitude
 
-__all__ = ["clone_pruned", "clone_stripped", "fresh"]
+__all__ = ["clone_pruned", "clone_stripped", "copy_once", "fresh"]
 
 
 def fresh(layer: Any) -> Any:
@@ -45,6 +46,20 @@ def fresh(layer: Any) -> Any:
     return new
 
 
+def copy_once(copy: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`copy`, called once per layer: a layer shared by a model and a model nested in it (a
+    KerasHub task's tied token embedding, reversed for the logits) is copied once and stays
+    shared. `keras.models.clone_model` copies each nested model on its own."""
+    made: dict[int, Any] = {}
+
+    def once(layer: Any) -> Any:
+        if id(layer) not in made:
+            made[id(layer)] = copy(layer)
+        return made[id(layer)]
+
+    return once
+
+
 class _Copy:
     """Builds the cloned layers and records how to fill their weights from the originals."""
 
@@ -53,16 +68,12 @@ class _Copy:
         self.prune = choice is not None
         self.todo: list[tuple[Any, Any, str]] = []
         self.wrappers: list[PruneLowMagnitude] = []
-        self.made: dict[int, Any] = {}
+        self._once = copy_once(self._copy)
 
     def __call__(self, layer: Any) -> Any:
         if not isinstance(layer, keras.layers.Layer):
             return layer  # an operation (`x + 3` in a model's code) holds no state to copy
-        # A layer shared by a model and a model nested in it (a KerasHub task's tied token
-        # embedding, reversed for the logits) is copied once and stays shared.
-        if id(layer) not in self.made:
-            self.made[id(layer)] = self._copy(layer)
-        return self.made[id(layer)]
+        return self._once(layer)
 
     def _copy(self, layer: Any) -> Any:
         if isinstance(layer, PruneLowMagnitude):

@@ -22,7 +22,7 @@ from tfprune.channel_masks import group_keep
 from tfprune.channel_rules import CONVS, DEPTHWISE, RECURRENT, SEPARABLE, TRANSPOSED
 from tfprune.channels import ChannelGraph, input_names
 from tfprune.checks import is_int
-from tfprune.clone import clone_stripped, fresh
+from tfprune.clone import clone_stripped, copy_once, fresh
 from tfprune.prune import pruning_wrappers
 from tfprune.rebuild import recreate
 from tfprune.registry import weight_label
@@ -113,14 +113,6 @@ class _Plan:
 
 
 def _rebuilt(stripped: keras.Model, plan: _Plan) -> keras.Model:
-    made: dict[int, Any] = {}
-
-    def clone(layer: Any) -> Any:
-        # A layer shared with a nested model is copied once and stays shared.
-        if id(layer) not in made:
-            made[id(layer)] = copy(layer)
-        return made[id(layer)]
-
     def copy(layer: Any) -> Any:
         if isinstance(layer, keras.Model):
             # A nested model is cloned on inputs of its trimmed widths.
@@ -140,6 +132,7 @@ def _rebuilt(stripped: keras.Model, plan: _Plan) -> keras.Model:
             return fresh(layer)
         return recreate(layer.__class__, _resized(layer, plan.counts.get(layer.name, {})))
 
+    clone = copy_once(copy)
     trimmed = keras.models.clone_model(stripped, clone_function=clone)
     copies = _by_name(trimmed)
     for layer in _by_name(stripped).values():
