@@ -29,7 +29,8 @@ import time
 from bench import applications, channels, models, patterns, report
 from bench import config as presets
 from bench.machine import machine, tfmot_available
-from bench.worker import EXPORT_KINDS, MARK
+from bench.messages import read_answer
+from bench.worker import EXPORT_KINDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,8 +67,8 @@ class Worker:
         self.process.stdin.write(json.dumps({"job": job, **arguments}) + "\n")
         self.process.stdin.flush()
         for line in self.process.stdout:
-            if line.startswith(MARK):
-                answer = json.loads(line[len(MARK) :])
+            answer = read_answer([line])
+            if answer is not None:
                 if not answer["ok"]:
                     raise WorkerError(f"{self.library} worker, job {job}:\n{answer['error']}")
                 log(
@@ -270,7 +271,7 @@ def litert(data_path: str, repeats: int, files: dict[str, str]) -> dict:
 
 
 def _child(module: str, *arguments: str) -> dict:
-    """Runs `python -m module arguments...` and returns the JSON of its `MARK` line."""
+    """Runs `python -m module arguments...` and returns the JSON of its answer line."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     child = subprocess.run(
         [sys.executable, "-m", module, *arguments],
@@ -280,9 +281,9 @@ def _child(module: str, *arguments: str) -> dict:
         cwd=ROOT,
         timeout=1800,
     )
-    for line in child.stdout.splitlines():
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK) :])
+    found = read_answer(child.stdout.splitlines())
+    if found is not None:
+        return found
     raise WorkerError(f"{module} failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from bench import protocol
 from bench.machine import utc_now
+from bench.messages import error_summary
 
 
 def rgb_digits(x: np.ndarray, size: int) -> np.ndarray:
@@ -115,8 +116,8 @@ class InterleavedPruning:
         A file that fails verification (its outputs too far from Keras's) is written again
         without it, so that its size and accuracy are still measured; the row says why.
         """
+        # Inside: these load Keras and TensorFlow, which a tfmot worker never imports.
         from bench.litert import file_score
-        from bench.worker import error_summary
         from tfprune.export import VerificationError, to_tflite
 
         start = time.perf_counter()

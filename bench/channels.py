@@ -19,7 +19,6 @@ across the files of one model. `report_section` writes this part of `RESULTS.md`
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -28,6 +27,7 @@ import time
 import numpy as np
 
 from bench import models, protocol
+from bench.messages import answer, error_summary
 
 CURVE = "channels_accuracy_latency.png"
 NAMES = {"lenet": "LeNet-300-100", "cnn": "small CNN", "mobilenet": "MobileNetV2 (alpha 0.35)"}
@@ -36,8 +36,8 @@ KINDS = ("float32", "int8")
 
 def _kernel_entries(model) -> tuple[int, int]:
     """(non-zero, all) entries of the model's prunable kernels."""
-    from tfprune.registry import prunable_weights
-    from tfprune.walk import walk
+    from tfprune.models.registry import prunable_weights
+    from tfprune.models.walk import walk
 
     nonzero = total = 0
     for layer in walk(model):
@@ -56,7 +56,6 @@ def _score(model, data) -> float:
 
 
 def _export(model, prefix: str, x) -> dict:
-    from bench.worker import error_summary
     from tfprune.export import to_tflite
 
     files = {}
@@ -222,7 +221,7 @@ def _builder(lib, name: str, x):
 def measure(paths: list[str], repeats: int) -> dict:
     """Loads each file with the default delegate (in a child process each) and times one-row
     invokes, interleaved across the files."""
-    from bench.export import interleaved_invoke_us, loads
+    from bench.export import interleaved_invoke_us, loads  # loads Keras and TensorFlow
 
     status = {path: loads(path) for path in paths}
     runnable = [path for path, (ok, _) in status.items() if ok]
@@ -235,9 +234,7 @@ def measure(paths: list[str], repeats: int) -> dict:
 
 def main() -> None:
     """`python -m bench.channels REPEATS FILE...`: prints `@@bench@@ {json}` of `measure`."""
-    from bench.worker import MARK
-
-    print(MARK + json.dumps(measure(sys.argv[2:], int(sys.argv[1]))), flush=True)
+    answer(measure(sys.argv[2:], int(sys.argv[1])))
 
 
 def _median(values: list[float]) -> float:

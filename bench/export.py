@@ -27,7 +27,7 @@ import numpy as np
 import tfprune
 import tfprune.demo
 from tfprune.datasets import load_mnist_sample
-from tfprune.export import VerificationError, convert, to_tflite, verify
+from tfprune.export import VerificationError, convert, modes, to_tflite, verify
 
 
 def lenet_300_100() -> keras.Model:
@@ -172,7 +172,7 @@ def main() -> None:
                 f.write(
                     convert.to_flatbuffer(
                         stripped,
-                        quantize=quantize,
+                        mode=modes.check_quantize(quantize),
                         representative_data=[calibration] if quantize else None,
                         stock_sparsity=sparsity,
                     )

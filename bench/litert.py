@@ -10,14 +10,13 @@ Prints one line `@@bench@@ {json}`.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
 
 from bench.export import interleaved_latency_us, loads
+from bench.messages import answer
 from bench.protocol import score_logits
-from bench.worker import MARK
 
 
 def file_score(path: str, x: np.ndarray, y: np.ndarray, task: str) -> float:
@@ -63,7 +62,7 @@ def main() -> None:
         }
         for path, (ok, reason) in status.items()
     }
-    print(MARK + json.dumps(result), flush=True)
+    answer(result)
 
 
 if __name__ == "__main__":

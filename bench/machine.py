@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 import platform
 
@@ -14,8 +15,6 @@ def utc_now() -> str:
 
 def tfmot_available() -> bool:
     """Whether tensorflow-model-optimization and tf_keras can be imported (checked by metadata)."""
-    import importlib.metadata
-
     try:
         importlib.metadata.version("tensorflow-model-optimization")
         importlib.metadata.version("tf-keras")
@@ -26,8 +25,6 @@ def tfmot_available() -> bool:
 
 def machine() -> dict:
     """Where and with what the benchmark ran."""
-    import importlib.metadata
-
     versions = {}
     for name in (
         "tensorflow",

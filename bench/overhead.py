@@ -83,7 +83,7 @@ def fit_ratio(make, x, y, repeats: int, epochs: int = 1) -> tuple[float, list[fl
 def mask_update_vs_sort(repeats: int) -> tuple[float, float]:
     from keras import ops
 
-    from tfprune.masks import magnitude_mask
+    from tfprune.masks.magnitude import magnitude_mask
 
     w = np.random.default_rng(0).standard_normal((4096, 4096)).astype("float32")
     kernel = ops.convert_to_tensor(w)

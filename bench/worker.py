@@ -18,9 +18,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from bench import models, protocol
-
-MARK = "@@bench@@ "
+from bench import applications, channels, models, oneshot, patterns, protocol
+from bench.corpus import load_corpus
+from bench.messages import answer, error_summary
 
 
 def tfprune_library() -> SimpleNamespace:
@@ -94,7 +94,6 @@ class Worker:
         MNIST pixels are scaled to [0, 1] here, since tfmot cannot wrap a `Rescaling` layer.
         """
         import tfprune
-        from bench.corpus import load_corpus
 
         (x, y), (xt, yt) = tfprune.datasets.load_mnist_sample()
         (a, b), (c, d), vocab = load_corpus(lstm_vocab, lstm_length)
@@ -210,7 +209,6 @@ class Worker:
         **epochs,
     ) -> dict:
         """One run of `bench.patterns`; its float32 and int8 files when `out_dir` is given."""
-        from bench import patterns
 
         summary, plain = patterns.train(self.lib, self.data["lenet"], spec, seed, init_path, epochs)
         files = {"paths": {}, "errors": {}}
@@ -225,7 +223,6 @@ class Worker:
         self, seed: int, init_path: str, out_dir: str | None, calibration: int, **epochs
     ) -> dict:
         """The dense reference of `bench.patterns`, and its converter files (no sparsity)."""
-        from bench import patterns
 
         summary, model = patterns.train_dense(self.lib, self.data["lenet"], seed, init_path, epochs)
         files = {"paths": {}, "errors": {}}
@@ -237,7 +234,6 @@ class Worker:
 
     def job_oneshot(self, model: str, seed: int, **options) -> dict:
         """One model of `bench.oneshot`: trained, then pruned one-shot by each method."""
-        from bench import oneshot
 
         data = self.data["lstm" if model.startswith("gpt2") else model]
         task = oneshot.Task(self.lib, model, data, self.vocab, self.lstm_units)
@@ -245,7 +241,6 @@ class Worker:
 
     def job_channels(self, model: str, size: int, rows: int, **options) -> dict:
         """One model and seed of `bench.channels` (MobileNetV2 on resized RGB digits)."""
-        from bench import applications, channels
 
         data = self.data["lenet" if model == "mobilenet" else model]
         if model == "mobilenet":
@@ -265,11 +260,13 @@ class Worker:
 
     def job_mobilenet_start(self, size: int, train: int, test: int, **options) -> dict:
         """Builds the MobileNetV2 runs of `bench.applications` and trains the dense warm-up."""
-        from bench.applications import InterleavedPruning, rgb_digits
 
         (x, y), (xt, yt) = self.data["lenet"]
-        data = ((rgb_digits(x[:train], size), y[:train]), (rgb_digits(xt[:test], size), yt[:test]))
-        self.mobilenet = InterleavedPruning(
+        data = (
+            (applications.rgb_digits(x[:train], size), y[:train]),
+            (applications.rgb_digits(xt[:test], size), yt[:test]),
+        )
+        self.mobilenet = applications.InterleavedPruning(
             self.lib, lambda: models.mobilenet_v2(self.lib.keras, size), data, seed=0, **options
         )
         dense = self.mobilenet.models["dense"][0]
@@ -289,10 +286,8 @@ class Worker:
         return self.mobilenet.export(model, None if kind == "float32" else kind, path, calibration)
 
     def job_resnet50_masks(self, updates: int) -> dict:
-        from bench.applications import resnet50_masks
-
         self.mobilenet = None  # its models and images are done with: ResNet50 needs the memory
-        return resnet50_masks(updates)
+        return applications.resnet50_masks(updates)
 
 
 # The files each library writes per model: tfprune's two layout preferences, tfmot's one route.
@@ -300,12 +295,6 @@ EXPORT_KINDS = {
     "tfprune": ("float32", "float32 speed", "int8", "int8 speed"),
     "tfmot": ("float32", "int8"),
 }
-
-
-def error_summary(error: Exception) -> str:
-    """The error's class and its last non-empty line, at most 300 characters: a report cell."""
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 def _tfmot_convert(model, calibration) -> bytes:
@@ -337,7 +326,7 @@ def _tfprune_mask_update(weight: np.ndarray):
     """Returns one tfprune mask update, warmed up: `magnitude_mask` of a Keras variable at 90%."""
     import keras
 
-    from tfprune.masks import magnitude_mask
+    from tfprune.masks.magnitude import magnitude_mask
 
     variable = keras.Variable(weight)
 
@@ -386,10 +375,10 @@ def main() -> None:
         job = json.loads(line)
         kind = job.pop("job")
         try:
-            answer = {"ok": True, "result": getattr(worker, f"job_{kind}")(**job)}
+            reply = {"ok": True, "result": getattr(worker, f"job_{kind}")(**job)}
         except Exception:  # the driver reports the failure with its traceback
-            answer = {"ok": False, "error": traceback.format_exc()}
-        print(MARK + json.dumps(answer, default=float), flush=True)
+            reply = {"ok": False, "error": traceback.format_exc()}
+        answer(reply)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def one_shot_fingerprints() -> list[list[float]]:
 def composite_labels() -> list[str]:
     """The prunable weights of a layer made of layers (found in its attributes, which the
     PyTorch backend keeps as torch submodules)."""
-    from tfprune.registry import prunable_weights, weight_label
+    from tfprune.models.registry import prunable_weights, weight_label
 
     class Block(keras.layers.Layer):
         def __init__(self, **kwargs):

@@ -35,7 +35,7 @@ def compile_model(model: keras.Model, **kwargs) -> keras.Model:
 def masks_of(model: keras.Model) -> list[np.ndarray]:
     return [
         keras.ops.convert_to_numpy(m)
-        for w in tfprune.prune.pruning_wrappers(model)
+        for w in tfprune.core.find.pruning_wrappers(model)
         for _, m in w.pruned_weights
     ]
 

@@ -92,7 +92,7 @@ def main(mode: str, out: str) -> None:
             callbacks=[tfprune.UpdatePruningStep()],
         )
     arrays = {}
-    for i, wrapper in enumerate(tfprune.prune.pruning_wrappers(pruned)):
+    for i, wrapper in enumerate(tfprune.core.find.pruning_wrappers(pruned)):
         for j, (weight, mask) in enumerate(wrapper.pruned_weights):
             for r, value in enumerate(strategy.experimental_local_results(mask.value)):
                 arrays[f"mask_{i}_{j}_replica{r}"] = np.asarray(value)

@@ -101,7 +101,7 @@ def train(job, distribution, arrays: dict, prefix: str) -> None:
                 models["loaded_"] = tfprune.prune_low_magnitude(build(), schedule)
                 models["loaded_"].load_weights(os.path.join(folder, "pruned.weights.h5"))
     for tag, model in models.items():
-        for i, wrapper in enumerate(tfprune.prune.pruning_wrappers(model)):
+        for i, wrapper in enumerate(tfprune.core.find.pruning_wrappers(model)):
             for j, (weight, mask) in enumerate(wrapper.pruned_weights):
                 key = f"{prefix}_{tag}{i}_{j}"
                 arrays[f"{key}_mask"] = keras.ops.convert_to_numpy(mask)

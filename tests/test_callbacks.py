@@ -41,7 +41,7 @@ def test_fit_reaches_the_target_exactly_and_freezes_masked_weights(mnist):
     schedule = tfprune.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=13, frequency=4)
     model = pruned_mlp(schedule)
     fit(model, mnist, epochs=2)  # 8 steps an epoch: updates at 0, 4, 8, 12 and 13
-    for w in tfprune.prune.pruning_wrappers(model):
+    for w in tfprune.core.find.pruning_wrappers(model):
         assert int(w.pruning_step) == 16
         for weight, mask in w.pruned_weights:
             m = ops.convert_to_numpy(mask)
@@ -71,7 +71,7 @@ def test_steps_per_execution_gives_the_same_masks_when_aligned(mnist, k):
     fit(many, mnist, epochs=4)
     for a, b in zip(masks_of(one), masks_of(many), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert int(tfprune.prune.pruning_wrappers(many)[0].pruning_step) == 32
+    assert int(tfprune.core.find.pruning_wrappers(many)[0].pruning_step) == 32
 
 
 def test_steps_per_execution_not_aligned_still_reaches_the_target(mnist):
@@ -127,7 +127,7 @@ def test_save_load_resume_equals_training_without_stopping(mnist, tmp_path):
     fit(stopped, mnist, epochs=2)
     stopped.save(tmp_path / "mid.keras")
     resumed = keras.models.load_model(tmp_path / "mid.keras")
-    assert int(tfprune.prune.pruning_wrappers(resumed)[0].pruning_step) == 16
+    assert int(tfprune.core.find.pruning_wrappers(resumed)[0].pruning_step) == 16
     fit(resumed, mnist, epochs=4, initial_epoch=2)
 
     for a, b in zip(masks_of(straight), masks_of(resumed), strict=True):
@@ -191,7 +191,7 @@ def test_custom_training_loop_with_the_callback_methods(mnist):
     step.on_train_end()
     for m in masks_of(model):
         assert int((m == 0).sum()) == round(0.6 * m.size)
-    assert int(tfprune.prune.pruning_wrappers(model)[0].pruning_step) == 8
+    assert int(tfprune.core.find.pruning_wrappers(model)[0].pruning_step) == 8
 
 
 def test_pruning_summaries_write_per_layer_sparsity(mnist, tmp_path):
@@ -259,9 +259,10 @@ def test_early_stopping_restore_is_consistent_and_told(mnist):
         fit(model, mnist, epochs=6, callbacks=[_WorseEachEpoch(), stop])
     reported = tfprune.sparsity_report(model)
     actual = [
-        ops.convert_to_numpy(w) for w, _ in tfprune.prune.pruning_wrappers(model)[0].pruned_weights
+        ops.convert_to_numpy(w)
+        for w, _ in tfprune.core.find.pruning_wrappers(model)[0].pruned_weights
     ]
-    first = tfprune.prune.pruning_wrappers(model)[0]
+    first = tfprune.core.find.pruning_wrappers(model)[0]
     # Restored at the end of epoch 1 (8 steps): weights, masks and step all from there.
     assert int(first.pruning_step) == 8
     assert first.mask_sparsity() < 0.9
@@ -295,14 +296,14 @@ def test_restore_seen_at_train_end_when_listed_after_early_stopping(mnist):
         )
     # The end-of-training figure is the sparsity the user gets, not the one before the restore.
     short = [str(w.message) for w in seen if "target not reached" in str(w.message)]
-    sparsity = tfprune.prune.pruning_wrappers(model)[0].mask_sparsity()
+    sparsity = tfprune.core.find.pruning_wrappers(model)[0].mask_sparsity()
     assert f"at {sparsity:.1%} of 95.0%" in short[0]
 
 
 def test_a_custom_loop_attaches_itself_without_the_callback(mnist):
     model = pruned_mlp(tfprune.ConstantSparsity(0.5, 0))
     (x, y), _ = mnist
-    wrappers = tfprune.prune.pruning_wrappers(model)
+    wrappers = tfprune.core.find.pruning_wrappers(model)
     with pytest.raises(ValueError, match="attach_driver"):
         model(x[:4], training=True)
     for w in wrappers:

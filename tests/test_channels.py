@@ -12,8 +12,9 @@ from conftest import compile_model
 from tiny_models import random_weights
 
 import tfprune
-from tfprune.channel_masks import channel_fraction, group_keep
-from tfprune.prune import pruning_wrappers
+from tfprune.channels.plan import kept_groups
+from tfprune.core.find import pruning_wrappers
+from tfprune.core.groups import reached
 
 L = keras.layers
 
@@ -210,7 +211,7 @@ def test_each_layer_removes_its_exact_share_of_groups(sparsity):
     trimmed = tfprune.trim(pruned)
     assert trimmed.get_layer("conv").filters == 8 - round(sparsity * 8)
     assert trimmed.get_layer("fc").units == 16 - round(sparsity * 16)
-    assert channel_fraction(pruning_wrappers(pruned)) == pytest.approx(sparsity, abs=1 / 24)
+    assert reached(pruning_wrappers(pruned)) == pytest.approx(sparsity, abs=1 / 24)
 
 
 def test_round_to_keeps_multiples_and_global_ranking_uses_one_count():
@@ -222,7 +223,7 @@ def test_round_to_keeps_multiples_and_global_ranking_uses_one_count():
     pruned = tfprune.prune_channels(
         model, tfprune.ConstantSparsity(0.5, begin_step=0), allocation="global"
     )
-    keep = group_keep(pruning_wrappers(pruned))
+    keep = kept_groups(pruning_wrappers(pruned))
     assert int((~keep).sum()) == 12  # round(0.5 * 24) over both layers
     trimmed = tfprune.trim(pruned)
     assert trimmed.get_layer("conv").filters >= 1 and trimmed.get_layer("fc").units >= 1
@@ -252,15 +253,15 @@ def test_gradual_channel_pruning_in_fit_saves_loads_and_resumes(tmp_path, mnist)
     with pytest.warns(UserWarning, match="Pruning target not reached"):
         pruned.fit(x[:256], y[:256], epochs=1, **fit)  # 8 steps: updates at 0 and 4
     wrappers = pruning_wrappers(pruned)
-    halfway = group_keep(wrappers)
-    assert 0 < channel_fraction(wrappers) < 0.5
+    halfway = kept_groups(wrappers)
+    assert 0 < reached(wrappers) < 0.5
     path = os.fspath(tmp_path / "channels.keras")
     pruned.save(path)
     loaded = compile_model(keras.models.load_model(path))
-    np.testing.assert_array_equal(group_keep(pruning_wrappers(loaded)), halfway)
+    np.testing.assert_array_equal(kept_groups(pruning_wrappers(loaded)), halfway)
     loaded.fit(x, y, epochs=2, **fit)  # resumes at step 4, ends past 12
-    final = group_keep(pruning_wrappers(loaded))
-    assert channel_fraction(pruning_wrappers(loaded)) == pytest.approx(0.5)
+    final = kept_groups(pruning_wrappers(loaded))
+    assert reached(pruning_wrappers(loaded)) == pytest.approx(0.5)
     assert not np.any(final & ~halfway)  # channels removed earlier stay removed
     trimmed = tfprune.trim(loaded)
     np.testing.assert_allclose(

@@ -12,9 +12,9 @@ import pytest
 from tiny_models import random_weights
 
 import tfprune
-from tfprune.prune import pruning_wrappers
-from tfprune.registry import weight_label
-from tfprune.walk import walk
+from tfprune.core.find import pruning_wrappers
+from tfprune.models.registry import weight_label
+from tfprune.models.walk import walk
 
 L = keras.layers
 HALF = tfprune.ConstantSparsity(0.5, begin_step=0)

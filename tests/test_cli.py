@@ -19,7 +19,7 @@ from tfprune.cli import main
 def pruned_file(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = tfprune.prune_low_magnitude(small_mlp())
-    for w in tfprune.prune.pruning_wrappers(model):
+    for w in tfprune.core.find.pruning_wrappers(model):
         w.update_masks(0.8)
     path = tmp_path_factory.mktemp("cli") / "pruned.keras"
     model.save(path)

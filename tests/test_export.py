@@ -254,14 +254,14 @@ def test_top1_agreement_counts_only_decisive_rows():
     # that the file swaps, as 8-bit rounding may. Row 2: a clear winner the file loses.
     reference = np.array([[5.0, 0.0, 1.0], [2.0, 2.001, 0.0], [0.0, 3.0, 1.0]], np.float32)
     actual = np.array([[5.0, 0.0, 1.0], [2.001, 2.0, 0.0], [0.0, 3.0, 3.5]], np.float32)
-    result = verify.compare([reference], [actual], "int8")
+    result = verify.compare([reference], [actual], modes.MODES["int8"])
     assert result.top1_agreement == pytest.approx(0.5)  # rows 0 and 2 count, row 1 does not
     # A sequence output is judged per time step.
-    seq = verify.compare([reference[None]], [reference[None]], "int8")
+    seq = verify.compare([reference[None]], [reference[None]], modes.MODES["int8"])
     assert seq.top1_agreement == 1.0
     # Without any decisive row there is nothing to judge.
     flat = np.ones((4, 3), np.float32)
-    assert verify.compare([flat], [flat], "int8").top1_agreement is None
+    assert verify.compare([flat], [flat], modes.MODES["int8"]).top1_agreement is None
 
 
 @pytest.mark.parametrize("quantize", [None, "float16", "int8"])

@@ -75,14 +75,14 @@ def _layer_model(kind: str) -> tuple[keras.Model, np.ndarray]:
 def test_every_prunable_kernel_is_stored_sparsely(kind, quantize, tmp_path):
     model, x = _layer_model(kind)
     pruned = tfprune.prune_low_magnitude(model, tfprune.ConstantSparsity(0.9, 0))
-    for wrapper in tfprune.prune.pruning_wrappers(pruned):
+    for wrapper in tfprune.core.find.pruning_wrappers(pruned):
         wrapper.update_masks(0.9)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no weight is left dense without a word
         result = to_tflite(pruned, tmp_path / "k.tflite", quantize=quantize, representative_data=x)
     assert result.verification.passed
     verify.smoke_test(result.path)
-    first = tfprune.prune.pruning_wrappers(pruned)[0]
+    first = tfprune.core.find.pruning_wrappers(pruned)[0]
     size = int(np.prod(first.pruned_weights[0][0].shape))
     rows = [r for r in result.tensors if int(np.prod(r.shape)) == size and r.sparsity > 0.85]
     assert rows and all(r.layout.startswith("CSR") for r in rows)

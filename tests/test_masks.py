@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from tfprune import masks
+from tfprune.masks import magnitude as masks
 
 
 def as_np(x):

@@ -12,7 +12,7 @@ import pytest
 from keras import layers, ops
 
 import tfprune
-from tfprune.prune import pruning_wrappers
+from tfprune.core.find import pruning_wrappers
 
 
 def floats(*shape, seed=0):

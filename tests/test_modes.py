@@ -55,7 +55,7 @@ def train(model, mnist, epochs=2):
 @pytest.mark.parametrize("dtype_policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_keeps_one_byte_masks_and_float32_weights(mnist, policy, dtype_policy):
     model = train(pruned_model(dtype_policy), mnist)
-    for wrapper in tfprune.prune.pruning_wrappers(model):
+    for wrapper in tfprune.core.find.pruning_wrappers(model):
         for weight, mask in wrapper.pruned_weights:
             assert (mask.dtype, weight.dtype) == ("bool", "float32")
             m = keras.ops.convert_to_numpy(mask)
@@ -99,7 +99,7 @@ def test_layer_shared_within_a_model_gets_one_wrapper():
     a, b = keras.Input((4,)), keras.Input((4,))
     model = keras.Model([a, b], keras.layers.Add()([shared(a), shared(b)]))
     pruned = tfprune.prune_low_magnitude(model)
-    wrappers = tfprune.prune.pruning_wrappers(pruned)
+    wrappers = tfprune.core.find.pruning_wrappers(pruned)
     assert len(wrappers) == 1
     x = [np.ones((2, 4), "float32"), np.zeros((2, 4), "float32")]
     np.testing.assert_allclose(
@@ -114,7 +114,7 @@ def test_layer_shared_with_another_model_is_left_alone():
     second = keras.Model(inp, keras.layers.Dense(2)(shared(inp)))
     before = second.get_weights()
     pruned = tfprune.prune_low_magnitude(first)
-    for wrapper in tfprune.prune.pruning_wrappers(pruned):
+    for wrapper in tfprune.core.find.pruning_wrappers(pruned):
         wrapper.update_masks(0.9)
     for x, y in zip(before, second.get_weights(), strict=True):
         np.testing.assert_array_equal(x, y)

@@ -10,8 +10,8 @@ from conftest import compile_model
 from tiny_models import digits
 
 import tfprune
-from tfprune.masks import num_pruned
-from tfprune.solvers import MatrixView
+from tfprune.masks.magnitude import num_pruned
+from tfprune.models.views import matrix_view
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
@@ -39,7 +39,7 @@ def accuracy(model, x, y):
 
 
 def kernels(model):
-    stripped = tfprune.strip_pruning(model) if tfprune.prune.is_pruned(model) else model
+    stripped = tfprune.strip_pruning(model) if tfprune.core.find.is_pruned(model) else model
     return {
         layer.name: keras.ops.convert_to_numpy(layer.kernel)
         for layer in stripped.layers
@@ -128,7 +128,7 @@ def test_two_of_every_four_input_channels_hold_with_every_method(method):
 def test_the_input_rows_times_the_matrix_view_reproduce_the_layer(layer, shape):
     x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
     y = keras.ops.convert_to_numpy(layer(x))
-    view = MatrixView.of(layer, layer.kernel)
+    view = matrix_view(layer, layer.kernel)
     kernel = keras.ops.convert_to_numpy(layer.kernel)
     rows = view.rows(x)
     outputs = rows @ view.to_matrix(kernel).T
@@ -220,7 +220,7 @@ def test_bad_arguments_and_data_raise_clear_errors(trained, monkeypatch):
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="'fc1/kernel' hold NaN or Inf"):
         tfprune.prune_one_shot(model, bad, 0.5)
-    monkeypatch.setattr(tfprune.oneshot, "MAX_HESSIAN_INPUTS", 100)
+    monkeypatch.setattr(tfprune.oneshot.prune, "MAX_HESSIAN_INPUTS", 100)
     with pytest.raises(ValueError, match="'fc1/kernel' has 784 inputs.*wanda"):
         tfprune.prune_one_shot(model, x[:8], 0.5)
 

@@ -8,7 +8,7 @@ import pytest
 from keras import layers
 
 import tfprune
-from tfprune.prune import pruning_wrappers
+from tfprune.core.find import pruning_wrappers
 
 POLICY = tfprune.PruneForLatencyOnXNNPack()
 

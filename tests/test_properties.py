@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from keras import ops
 
 import tfprune
-from tfprune.masks import magnitude_mask
+from tfprune.masks.magnitude import magnitude_mask
 
 shapes = st.lists(st.integers(1, 40), min_size=0, max_size=3).map(tuple)
 sparsities = st.floats(0.0, 0.99, allow_nan=False)
@@ -84,7 +84,7 @@ def test_strip_predicts_like_the_pruned_model(hidden, sparsity, seed):
         [keras.Input((6,)), keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(3)]
     )
     pruned = tfprune.prune_low_magnitude(model)
-    for wrapper in tfprune.prune.pruning_wrappers(pruned):
+    for wrapper in tfprune.core.find.pruning_wrappers(pruned):
         wrapper.update_masks(sparsity)
     x = np.random.default_rng(seed).standard_normal((5, 6)).astype("float32")
     stripped = tfprune.strip_pruning(pruned)

@@ -57,7 +57,7 @@ def test_original_model_is_not_shared_with_the_pruned_one():
     model = small_mlp()
     pruned = tfprune.prune_low_magnitude(model)
     before = [w.copy() for w in model.get_weights()]
-    for wrapper in tfprune.prune.pruning_wrappers(pruned):
+    for wrapper in tfprune.core.find.pruning_wrappers(pruned):
         wrapper.update_masks(0.9)
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -67,7 +67,7 @@ def test_original_model_is_not_shared_with_the_pruned_one():
 def test_strip_gives_plain_layers_and_identical_predictions(make):
     model = make()
     pruned = tfprune.prune_low_magnitude(model)
-    for wrapper in tfprune.prune.pruning_wrappers(pruned):
+    for wrapper in tfprune.core.find.pruning_wrappers(pruned):
         wrapper.update_masks(0.8)
         for w, m in wrapper.pruned_weights:  # stale values at masked positions must not leak
             w.assign(w.value + (1 - ops.cast(m.value, w.dtype)))
@@ -97,7 +97,7 @@ def test_list_of_layers_and_single_layer():
 def test_schedule_is_passed_to_every_wrapper():
     schedule = tfprune.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=10)
     pruned = tfprune.prune_low_magnitude(small_mlp(), schedule)
-    assert all(w.pruning_schedule is schedule for w in tfprune.prune.pruning_wrappers(pruned))
+    assert all(w.pruning_schedule is schedule for w in tfprune.core.find.pruning_wrappers(pruned))
 
 
 def test_nested_model_layers_are_pruned():
@@ -105,7 +105,7 @@ def test_nested_model_layers_are_pruned():
     inp = keras.Input((4,))
     outer = keras.Model(inp, layers.Dense(2, name="outer_dense")(inner(inp)))
     pruned = tfprune.prune_low_magnitude(outer)
-    names = [w.layer.name for w in tfprune.prune.pruning_wrappers(pruned)]
+    names = [w.layer.name for w in tfprune.core.find.pruning_wrappers(pruned)]
     assert names == ["inner_dense", "outer_dense"]
 
 

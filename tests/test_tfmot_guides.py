@@ -136,7 +136,7 @@ def test_comprehensive_guide(cwd):
     base_model = setup_model()
     pruning_params = {"block_size": [1, 16]}
     model_for_pruning = tfprune.prune_low_magnitude(base_model, **pruning_params)
-    assert model_for_pruning.layers[0].pattern.block == (1, 16)
+    assert model_for_pruning.layers[0].rule.pattern.block == (1, 16)
 
 
 def test_the_custom_training_loop_of_the_comprehensive_guide():
@@ -301,7 +301,7 @@ def test_pruning_for_on_device_inference_with_xnnpack(cwd):
     fixed_dense_model = build(keepdims=True)
     fixed_dense_model.set_weights(dense_model.get_weights())
     model_for_pruning = tfprune.prune_low_magnitude(fixed_dense_model, **pruning_params)
-    assert [w.layer.name for w in tfprune.prune.pruning_wrappers(model_for_pruning)] == [
+    assert [w.layer.name for w in tfprune.core.find.pruning_wrappers(model_for_pruning)] == [
         layer.name
         for layer in fixed_dense_model.layers
         if isinstance(layer, keras.layers.Conv2D)

@@ -14,7 +14,7 @@ import pytest
 from keras import ops
 
 import tfprune
-from tfprune.prune import pruning_wrappers
+from tfprune.core.find import pruning_wrappers
 
 SPARSITY = 0.8
 

@@ -11,15 +11,14 @@ from typing import Any
 
 from tfprune import datasets
 from tfprune.callbacks import PruningSummaries, UpdatePruningStep
+from tfprune.channels import prune_channels, trim
+from tfprune.core.wrapper import PruneLowMagnitude
+from tfprune.models.registry import PrunableLayer
 from tfprune.oneshot import OneShotLayer, prune_one_shot
 from tfprune.policy import PruneForLatencyOnXNNPack, PruningPolicy
 from tfprune.prune import prune_low_magnitude, prune_scope, strip_pruning
-from tfprune.registry import PrunableLayer
 from tfprune.report import check_sparsity_m_by_n, sparsity_report
 from tfprune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
-from tfprune.structured import prune_channels
-from tfprune.trim import trim
-from tfprune.wrapper import PruneLowMagnitude
 
 __version__ = "0.1.0"
 

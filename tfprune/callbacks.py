@@ -9,11 +9,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfprune.allocation import update_masks_together
-from tfprune.channel_masks import channel_fraction
-from tfprune.masks import sparsity
-from tfprune.prune import pruning_wrappers, warn_replaced_masks
-from tfprune.wrapper import PruneLowMagnitude
+from tfprune.core.find import pruning_wrappers
+from tfprune.core.groups import UpdateGroup, update_groups
+from tfprune.core.restored import warn_replaced_masks
+from tfprune.core.wrapper import PruneLowMagnitude
+from tfprune.masks.magnitude import sparsity
 
 __all__ = ["UpdatePruningStep", "PruningSummaries"]
 
@@ -89,16 +89,19 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self._wrappers: list[PruneLowMagnitude] = []
-        self._step = 0
-        self._checked = 0
-        self._prev_batch: int | None = None
-        self._groups: dict[Any, tuple[Any, list[PruneLowMagnitude]]] = {}
-        self._started = False
-        self._waiting = False
-        # end_steps already reported short: training in several `fit` calls (an epoch at a
-        # time) stops short of them by design at every call but the last.
+        # The end_steps already reported short, kept across `fit` calls: training in several
+        # calls (an epoch at a time) stops short of them by design at every call but the last.
         self._told_short: set[int] = set()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._wrappers: list[PruneLowMagnitude] = []
+        # None until the masks exist (a model that fit builds has none before its first step).
+        self._groups: list[UpdateGroup] | None = None
+        self._step = 0  # the index of the next step
+        self._checked = 0  # the first step whose updates have not been looked for
+        self._batch: int | None = None  # the last batch begun, None at an execution's end
+        self._counting = False
 
     @property
     def step(self) -> int:
@@ -106,45 +109,51 @@ class UpdatePruningStep(keras.callbacks.Callback):
         return self._step
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        self._reset()
         self._wrappers = _wrappers_of(self.model)
         for w in self._wrappers:
             w.attach_driver()
-        # Read at the first batch, after callbacks such as BackupAndRestore restored the state.
-        self._started = False
-        self._groups = {}
 
-    def _start(self) -> None:
-        # One read of the device state per fit; the step lives on the host from here on, and
-        # the wrappers read it from here when they are saved.
-        self._step = max(int(ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers)
-        self._begin_groups()
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        # Counting happens here, never in on_train_batch_end: overriding that hook would make
+        # Keras convert the logs to Python numbers, a device sync, after every batch.
+        if not self._counting:
+            self._count_from_state()
+        elif self._batch is not None:
+            self._step += batch - self._batch if batch > self._batch else 1
+        self._batch = batch
+        if self._groups is None:
+            if any(w.pruning_step is None for w in self._wrappers):
+                return
+            self._groups = self._drive()
+        if self._step >= self._checked:
+            self._apply_due(self._step)
+
+    def _count_from_state(self) -> None:
+        # Read at the first batch, after callbacks such as BackupAndRestore restored the state:
+        # one read of the device state per fit; the step lives on the host from here on. A
+        # model that fit builds in its first step (a subclassed model never called before, on
+        # the TensorFlow backend) has no masks yet: it counts from 0, and the updates due so
+        # far are applied at the first step after it is built.
+        built = all(w.pruning_step is not None for w in self._wrappers)
+        if built:
+            self._step = max(int(ops.convert_to_numpy(w.pruning_step)) for w in self._wrappers)
         self._checked = self._step
-        self._prev_batch = None
-        self._started = True
+        self._counting = True
 
-    def _begin_groups(self) -> None:
+    def _drive(self) -> list[UpdateGroup]:
+        # The wrappers read the step from here when they are saved.
         for w in self._wrappers:
-            w.attach_driver(self._current_step)
-        # Wrappers built by one prune_low_magnitude call share one schedule: ask it once a step.
-        # Wrappers in one allocation group are also pruned together, with one threshold.
-        self._groups = {}
-        for w in self._wrappers:
-            key = ("group", w.allocation_group) if w.allocation_group else id(w.pruning_schedule)
-            self._groups.setdefault(key, (w.pruning_schedule, []))[1].append(w)
-        self._waiting = False
-
-    def _current_step(self) -> int:
-        return self._step
+            w.attach_driver(lambda: self._step)
+        return update_groups(self._wrappers)
 
     def _apply_due(self, upto: int) -> None:
-        """Applies, per schedule, the latest update scheduled in [self._checked, upto]."""
+        """Applies, per group, the latest update its schedule names in [checked, upto]."""
         due = []
-        for key, (schedule, wrappers) in self._groups.items():
-            for t in range(upto, self._checked - 1, -1):
-                update, sparsity = schedule(t)
-                if update:
-                    due.append((wrappers, sparsity, isinstance(key, tuple)))
-                    break
+        for group in self._groups or ():
+            sparsity_due = group.due(self._checked, upto)
+            if sparsity_due is not None:
+                due.append((group, sparsity_due))
         self._checked = upto + 1
         if not due:
             return
@@ -154,71 +163,38 @@ class UpdatePruningStep(keras.callbacks.Callback):
         sync = getattr(self.model, "jax_state_sync", None)
         if callable(sync):
             sync()
-        for wrappers, sparsity, together in due:
-            if together:
-                update_masks_together(wrappers, sparsity, step=self._step)
-            else:
-                for w in wrappers:
-                    w.update_masks(sparsity, step=self._step)
-
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        # Counting happens here, never in on_train_batch_end: overriding that hook would make
-        # Keras convert the logs to Python numbers, a device sync, after every batch.
-        if not self._started:
-            if any(w.pruning_step is None for w in self._wrappers):
-                self._wait_for_build(batch)
-                return
-            self._start()
-        elif self._prev_batch is not None:
-            self._step += batch - self._prev_batch if batch > self._prev_batch else 1
-        self._prev_batch = batch
-        if self._waiting:
-            if any(w.pruning_step is None for w in self._wrappers):
-                return
-            self._begin_groups()
-        if self._step >= self._checked:
-            self._apply_due(self._step)
-
-    def _wait_for_build(self, batch: int) -> None:
-        # A model that fit builds in its first step (a subclassed model never called before,
-        # on the TensorFlow backend) has no masks before that step: count from 0 and apply
-        # the updates due so far at the first step after it is built.
-        self._step, self._checked, self._prev_batch = 0, 0, batch
-        self._started, self._waiting = True, True
+        for group, sparsity_due in due:
+            group.update(sparsity_due, step=self._step)
 
     def _close_execution(self) -> None:
         """Counts the steps of the last execution, whose end no batch-begin hook saw."""
-        if self._prev_batch is None:
+        if self._batch is None:
             return
         per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
         steps_per_epoch = (self.params or {}).get("steps")
         last = per_execution
         if steps_per_epoch:
-            last = max(1, min(per_execution, steps_per_epoch - self._prev_batch))
+            last = max(1, min(per_execution, steps_per_epoch - self._batch))
         self._step += last
-        self._prev_batch = None
-
-    def _write_step(self) -> None:
-        # Once an epoch: the step reaches the variables and optimizer momentum that moved
-        # masked (invisible) entries is undone, so the stored weights show the zeros.
-        for w in self._wrappers:
-            w.bake()
+        self._batch = None
 
     def on_epoch_end(
         self, epoch: int | None = None, logs: dict | None = None, batch: int | None = None
     ) -> None:
         # tfmot's custom loops call on_epoch_end(batch=-1); the epoch number is not used.
-        if self._started:
-            self._close_execution()
-            self._write_step()
-            if logs is not None and self._wrappers:
-                # Shown on Keras's progress bar after each epoch and kept in the History.
-                logs["sparsity"] = sparsity(
-                    [m for w in self._wrappers for _, m in w.pruned_weights]
-                )
+        if not self._counting:
+            return
+        self._close_execution()
+        # Once an epoch: the step reaches the variables and optimizer momentum that moved
+        # masked (invisible) entries is undone, so the stored weights show the zeros.
+        for w in self._wrappers:
+            w.bake()
+        if logs is not None and self._wrappers:
+            # Shown on Keras's progress bar after each epoch and kept in the History.
+            logs["sparsity"] = sparsity([m for w in self._wrappers for _, m in w.pruned_weights])
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if not self._started:
+        if not self._counting:
             return
         self._close_execution()
         if self._step - 1 >= self._checked:
@@ -227,40 +203,30 @@ class UpdatePruningStep(keras.callbacks.Callback):
             w.detach_driver()  # the variables hold the step now; nothing refers back here
         # A callback listed before this one may already have restored other weights and masks.
         warn_replaced_masks(self.model, stacklevel=3)
-        short, ends = [], []
-        for key, (schedule, wrappers) in self._groups.items():
-            end = schedule.end_step
-            if end is None or end < 0 or self._step > end:
-                continue
-            target = schedule(end)[1]
-            if isinstance(key, tuple):  # pruned together: the total is what reaches the target
-                reached = sparsity([m for w in wrappers for _, m in w.pruned_weights])
-                by_channels = wrappers[0].channels is not None
-                if by_channels:  # the share of channel groups (rounding may keep more)
-                    reached = channel_fraction(wrappers)
-                if by_channels or reached < target - 1e-6:
-                    short.append(f"group '{key[1]}' at {reached:.1%} of {target:.1%}")
-                    ends.append(end)
-                continue
-            for w in wrappers:
-                reached = w.mask_sparsity()
-                # A block or N:M pattern reaches its own share (partial blocks, short groups):
-                # stopping before the last update is what counts.
-                if reached < target - 1e-6 or not w.pattern.unstructured:
-                    short.append(f"'{w.name}' at {reached:.1%} of {target:.1%}")
-                    ends.append(end)
-        if short and max(ends) not in self._told_short:
-            end = max(ends)
-            self._told_short.add(end)
-            warnings.warn(
-                f"Pruning target not reached: training stopped after {self._step} steps, "
-                f"{end + 1 - self._step} step(s) before the schedule's end_step={end}; "
-                + ", ".join(short)
-                + ". Train longer (more epochs) or lower end_step. (Told once per callback "
-                "and end_step: later `fit` calls that stop short of it are not reported.)",
-                UserWarning,
-                stacklevel=2,
-            )
+        _warn_shortfall(self._groups or [], self._step, self._told_short)
+
+
+def _warn_shortfall(groups: list[UpdateGroup], step: int, told: set[int]) -> None:
+    """Warns once per `end_step` (remembered in `told`) when training stopped after `step`
+    steps, before the end of a schedule, saying how far each layer or group is from it."""
+    short, ends = [], []
+    for group in groups:
+        found = group.shortfall(step)
+        short += found
+        ends += [group.schedule.end_step] * len(found)
+    if not short or max(ends) in told:
+        return
+    end = max(ends)
+    told.add(end)
+    warnings.warn(
+        f"Pruning target not reached: training stopped after {step} steps, "
+        f"{end + 1 - step} step(s) before the schedule's end_step={end}; "
+        + ", ".join(short)
+        + ". Train longer (more epochs) or lower end_step. (Told once per callback "
+        "and end_step: later `fit` calls that stop short of it are not reported.)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 class PruningSummaries(keras.callbacks.TensorBoard):

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from tfprune.walk import model_kind
+from tfprune.models.walk import model_kind
 
 __all__ = ["PruningPolicy", "PruneForLatencyOnXNNPack"]
 
@@ -134,7 +134,7 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
     >>> outputs = keras.layers.GlobalAveragePooling2D()(x)
     >>> pruned = tfprune.prune_low_magnitude(
     ...     keras.Model(inputs, outputs), pruning_policy=tfprune.PruneForLatencyOnXNNPack())
-    >>> [layer.name for layer in tfprune.prune.pruning_wrappers(pruned)]
+    >>> [layer.name for layer in tfprune.core.find.pruning_wrappers(pruned)]
     ['prune_low_magnitude_expand']
     """
 

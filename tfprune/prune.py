@@ -1,32 +1,23 @@
-"""`prune_low_magnitude` and `strip_pruning`: wrap a model's prunable layers, and unwrap them."""
+"""`prune_low_magnitude` and `strip_pruning`: wrap a model's prunable layers, and unwrap them.
+
+The front door of gradual pruning. The work on whole models is `tfprune.core.wrap`'s; the
+wrapper is `tfprune.core.wrapper.PruneLowMagnitude`.
+"""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import keras
-import numpy as np
 
-from tfprune.clone import clone_pruned, clone_stripped
-from tfprune.inplace import prune_subclassed, strip_in_place
-from tfprune.patterns import Pattern
+from tfprune.core.selection import LayerSelection
+from tfprune.core.wrap import strip_model, wrap_model
+from tfprune.core.wrapper import PruneLowMagnitude
+from tfprune.masks.patterns import Pattern
 from tfprune.policy import PruningPolicy
-from tfprune.registry import supports
-from tfprune.schedules import PruningSchedule
-from tfprune.select import Choice
-from tfprune.walk import model_kind, walk
-from tfprune.wrapper import PruneLowMagnitude
+from tfprune.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 
-__all__ = [
-    "prune_scope",
-    "prune_low_magnitude",
-    "strip_pruning",
-    "is_pruned",
-    "pruning_wrappers",
-    "replaced_masks",
-    "warn_replaced_masks",
-]
+__all__ = ["prune_scope", "prune_low_magnitude", "strip_pruning"]
 
 # tfmot's option names; only their defaults are accepted, so migrating code that passes them
 # explicitly keeps working while a structured request fails loudly instead of being ignored.
@@ -36,24 +27,6 @@ _TFMOT_DEFAULTS = {
     "pruning_policy": None,
     "sparsity_m_by_n": None,
 }
-
-
-def _outside_wrappers(layer: Any) -> bool:
-    return not isinstance(layer, PruneLowMagnitude)
-
-
-def pruning_wrappers(model: Any) -> list[PruneLowMagnitude]:
-    """Returns every `PruneLowMagnitude` layer of `model`, nested models included, in order."""
-    return [
-        layer
-        for layer in walk(model, into=_outside_wrappers)
-        if isinstance(layer, PruneLowMagnitude)
-    ]
-
-
-def is_pruned(model: Any) -> bool:
-    """Returns whether `model` (or layer) holds at least one `PruneLowMagnitude` wrapper."""
-    return bool(pruning_wrappers(model))
 
 
 def _structure_of(options: dict[str, Any]) -> tuple[Pattern, PruningPolicy | None]:
@@ -72,104 +45,6 @@ def _structure_of(options: dict[str, Any]) -> tuple[Pattern, PruningPolicy | Non
         )
     options = {k: v for k, v in options.items() if k != "pruning_policy"}
     return Pattern.of(**options), policy
-
-
-def replaced_masks(model: Any) -> list[tuple[PruneLowMagnitude, float, float]]:
-    """The wrappers whose masks were replaced behind their back, with both sparsities.
-
-    Restoring weights restores masks too (`set_weights`, `EarlyStopping(restore_best_weights=
-    True)`): the model stays consistent, but it may be less sparse than its last update left it.
-
-    Returns:
-        `(wrapper, sparsity now, sparsity it last wrote)` for each wrapper where they differ.
-    """
-    found = []
-    for w in pruning_wrappers(model):
-        written = w.written_sparsity
-        if written is None:
-            continue
-        now = w.mask_sparsity()
-        if abs(now - written) > 1e-9:
-            found.append((w, now, written))
-    return found
-
-
-def warn_replaced_masks(model: Any, stacklevel: int = 2) -> None:
-    """Warns once, naming every wrapper whose masks were replaced (see `replaced_masks`).
-
-    The current masks are then taken as the wrappers' own, so each restore is told once.
-    """
-    found = replaced_masks(model)
-    if not found:
-        return
-    layers = ", ".join(f"'{w.name}' is {now:.1%} sparse (was {was:.1%})" for w, now, was in found)
-    warnings.warn(
-        f"Masks of model '{model.name}' were restored together with its weights, after the "
-        f"last pruning update: {layers}. This is what set_weights, or "
-        "EarlyStopping(restore_best_weights=True), does: the model is consistent (its weights "
-        "are zero where masked) but less sparse than pruned. To keep the target sparsity, let "
-        "EarlyStopping start after the ramp (start_from_epoch=<first epoch after end_step>) "
-        "or keep training with UpdatePruningStep.",
-        UserWarning,
-        stacklevel=stacklevel,
-    )
-    for w, _, _ in found:
-        w.adopt_masks()
-
-
-def _check_model(model: keras.Model, verb: str) -> None:
-    if isinstance(model, keras.Sequential) and not model.built:
-        raise ValueError(
-            f"Cannot {verb} Sequential model '{model.name}': it is not built. Give it an "
-            "`keras.Input(shape)` first layer or call `model.build(input_shape)`."
-        )
-
-
-# Above this share of a model's parameters in weights no rule can prune, pruning says so.
-_UNPRUNABLE_WARNING_SHARE = 0.05
-# Layers of these packages are known: what they leave dense, they leave dense by design.
-_LIBRARY_MODULES = ("keras.", "keras_hub.", "tf_keras.")
-
-
-def _warn_unprunable(model: keras.Model, pruned: list[PruneLowMagnitude], choice: Choice) -> None:
-    """Warns when much of the model stays dense because no rule covers its weights."""
-    covered = {id(v) for w in pruned for v in w.layer.weights}
-    # Layers the caller chose to keep dense are not "cannot be pruned".
-    for layer in walk(model):
-        if supports(layer) and not isinstance(layer, keras.Model):
-            covered |= {id(v) for v in layer.weights}
-    total, left, custom = 0, {}, set()
-    for layer in walk(model, into=lambda x: isinstance(x, keras.Model) or x is model):
-        if isinstance(layer, keras.Model):
-            continue
-        for v in layer.trainable_weights:
-            size = int(np.prod(v.shape))
-            total += size
-            if id(v) not in covered:
-                left[layer.name] = left.get(layer.name, 0) + size
-                if not type(layer).__module__.startswith(_LIBRARY_MODULES):
-                    custom.add(layer.name)
-    share = sum(left.values()) / total if total else 0.0
-    if share <= _UNPRUNABLE_WARNING_SHARE:
-        return
-    largest = sorted(left.items(), key=lambda item: -item[1])[:5]
-    named = ", ".join(f"'{name}' ({count:,})" for name, count in largest)
-    if custom:
-        advice = (
-            f"Implement tfprune.PrunableLayer (get_prunable_weights) on the custom layer(s) "
-            f"{', '.join(repr(n) for n in sorted(custom)[:5])} to prune their weights."
-        )
-    else:
-        advice = (
-            "These are weights tfprune keeps dense by design (biases, normalization, position "
-            "embeddings); the model's total sparsity stays below the target by that share."
-        )
-    warnings.warn(
-        f"{share:.1%} of the parameters of model '{model.name}' are in weights that no rule "
-        f"prunes; the largest such layers: {named}. {advice}",
-        UserWarning,
-        stacklevel=3,
-    )
 
 
 def prune_low_magnitude(
@@ -262,20 +137,7 @@ def prune_low_magnitude(
     """
     pattern, policy = _structure_of(options)
     if isinstance(to_prune, keras.Model):
-        _check_model(to_prune, "prune")
-        if is_pruned(to_prune):
-            raise ValueError(
-                f"Model '{to_prune.name}' is already pruned: it holds PruneLowMagnitude "
-                "wrappers. Keep training it, or strip it first with tfprune.strip_pruning."
-            )
-        prunable = [x.name for x in walk(to_prune) if x is not to_prune and supports(x)]
-        if not prunable:
-            raise ValueError(
-                f"Model '{to_prune.name}' has no layer with prunable weights; nothing to prune."
-            )
-        if policy is not None:
-            policy.ensure_model_supports_pruning(to_prune)
-        choice = Choice(
+        selection = LayerSelection(
             layers,
             pruning_schedule,
             allocation,
@@ -283,19 +145,7 @@ def prune_low_magnitude(
             pattern=pattern,
             policy=policy,
         )
-        if model_kind(to_prune) == "subclassed":
-            result, wrappers = prune_subclassed(to_prune, choice)
-        else:
-            result = clone_pruned(to_prune, choice)
-            wrappers = pruning_wrappers(result)
-        choice.check_used(lambda: prunable)
-        if not wrappers:
-            raise ValueError(
-                f"Argument `layers` leaves no layer of model '{to_prune.name}' to prune. "
-                f"Layers with prunable weights: {', '.join(prunable)}"
-            )
-        _warn_unprunable(result, wrappers, choice)
-        return result
+        return wrap_model(to_prune, selection)
     if layers is not None or allocation != "layer":
         raise ValueError(
             "Arguments `layers` and `allocation` apply to models; wrap single layers with "
@@ -363,16 +213,7 @@ def strip_pruning(model: Any = None, **kwargs: Any) -> Any:
             "Argument `model` must be a pruned keras Model. "
             f"Received: model={model!r} of type {type(model).__name__}"
         )
-    if not is_pruned(model):
-        raise ValueError(
-            f"Model '{model.name}' was never pruned: it holds no PruneLowMagnitude layer, so "
-            "there is nothing to strip. Export or save it as it is."
-        )
-    _check_model(model, "strip")
-    warn_replaced_masks(model, stacklevel=3)
-    if model_kind(model) == "subclassed":
-        return strip_in_place(model)
-    return clone_stripped(model)
+    return strip_model(model)
 
 
 def prune_scope() -> Any:
@@ -389,8 +230,6 @@ def prune_scope() -> Any:
     >>> wrapper is tfprune.PruneLowMagnitude
     True
     """
-    from tfprune.schedules import ConstantSparsity, PolynomialDecay
-
     return keras.saving.custom_object_scope(
         {
             "PruneLowMagnitude": PruneLowMagnitude,

@@ -12,15 +12,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfprune.checks import check_int
-from tfprune.files import atomic_path
-from tfprune.masks import count_nonzero
-from tfprune.patterns import holds_m_by_n
-from tfprune.registry import prunable_weights, prunes_itself, weight_label
-from tfprune.solvers import channel_view
-from tfprune.table import format_table
-from tfprune.walk import walk
-from tfprune.wrapper import PruneLowMagnitude
+from tfprune.core.wrapper import PruneLowMagnitude
+from tfprune.masks.magnitude import count_nonzero
+from tfprune.masks.patterns import holds_m_by_n
+from tfprune.models.registry import prunable_weights, prunes_itself, weight_label
+from tfprune.models.views import input_view
+from tfprune.models.walk import walk
+from tfprune.utils.checks import check_int
+from tfprune.utils.files import atomic_path
+from tfprune.utils.table import format_table
 
 __all__ = [
     "SparsityRow",
@@ -219,6 +219,7 @@ def check_sparsity_m_by_n(model: Any, m: int = 2, n: int = 4) -> PatternReport:
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if path.endswith(".tflite"):
+            # The export stage loads on first use: `import tfprune` does not load it.
             from tfprune.export.describe import kernel_weights
 
             for name, values in kernel_weights(path):
@@ -231,7 +232,7 @@ def check_sparsity_m_by_n(model: Any, m: int = 2, n: int = 4) -> PatternReport:
         model = keras.models.load_model(path)
     for layer, w, value in _prunable_values(model):
         name = f"{layer.name}/{weight_label(layer, w)}"
-        host, view = ops.convert_to_numpy(value), channel_view(layer, w)
+        host, view = ops.convert_to_numpy(value), input_view(layer, w)
         if view is not None:  # an EinsumDense kernel, as LiteRT's [out, in]
             report.append(_pattern_row(name, view.to_matrix(host), (m, n), input_last=True))
         else:

@@ -13,9 +13,15 @@ from typing import Any
 
 import keras
 
-from tfprune.checks import check_int, check_number
+from tfprune.utils.checks import check_int, check_number
 
-__all__ = ["PruningSchedule", "PolynomialDecay", "ConstantSparsity"]
+__all__ = [
+    "PruningSchedule",
+    "PolynomialDecay",
+    "ConstantSparsity",
+    "default_schedule",
+    "as_schedule",
+]
 
 
 def _check_sparsity(name: str, value: Any) -> float:
@@ -23,7 +29,8 @@ def _check_sparsity(name: str, value: Any) -> float:
 
 
 def _check_step(step: Any) -> int:
-    return check_int("step", step)
+    # Step 0 is the first training batch; there is no step before it.
+    return check_int("step", step, 0)
 
 
 class PruningSchedule(abc.ABC):
@@ -263,13 +270,61 @@ class ConstantSparsity(PruningSchedule):
         }
 
 
-def as_schedule(value: Any) -> PruningSchedule:
-    """`value` as a schedule: a `PruningSchedule`, or its serialized config."""
+def default_schedule(*, fixed_pattern: bool = False) -> PruningSchedule:
+    """tfmot's default schedule: 50% from step 0, masks recomputed every 100 steps.
+
+    Args:
+        fixed_pattern: Whether the masks follow a fixed pattern whose sparsity is set by the
+            pattern itself (N:M): the pattern is then set at the first step and kept, as tfmot
+            does. Defaults to False.
+
+    Example:
+
+    >>> default_schedule()
+    ConstantSparsity(target_sparsity=0.5, begin_step=0, end_step=-1, frequency=100)
+    >>> default_schedule(fixed_pattern=True)
+    ConstantSparsity(target_sparsity=0.5, begin_step=0, end_step=0, frequency=1)
+    """
+    if fixed_pattern:
+        return ConstantSparsity(0.5, begin_step=0, end_step=0, frequency=1)
+    return ConstantSparsity(0.5, begin_step=0)
+
+
+def as_schedule(
+    value: Any, *, name: str = "pruning_schedule", default: PruningSchedule | None = None
+) -> PruningSchedule:
+    """`value` as a schedule: a `PruningSchedule`, its serialized config, or None for `default`.
+
+    The one check of a schedule argument: every public function that takes a schedule calls it.
+
+    Args:
+        value: What was received.
+        name: The argument's name, for the message. Defaults to "pruning_schedule".
+        default: The schedule None stands for; None means `default_schedule()`. Defaults to
+            None.
+
+    Raises:
+        TypeError: If `value` is neither None, a schedule, nor a schedule's config.
+
+    Example:
+
+    >>> as_schedule(None)
+    ConstantSparsity(target_sparsity=0.5, begin_step=0, end_step=-1, frequency=100)
+    >>> as_schedule(0.5)
+    Traceback (most recent call last):
+    ...
+    TypeError: Argument `pruning_schedule` must be a tfprune.PruningSchedule (such as \
+tfprune.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000)) or None. \
+Received: pruning_schedule=0.5 of type float
+    """
+    if value is None:
+        return default if default is not None else default_schedule()
     if isinstance(value, dict):
         value = keras.saving.deserialize_keras_object(value)
     if not isinstance(value, PruningSchedule):
         raise TypeError(
-            "Argument `pruning_schedule` must be a tfprune.PruningSchedule. "
-            f"Received: pruning_schedule={value!r} of type {type(value).__name__}"
+            f"Argument `{name}` must be a tfprune.PruningSchedule (such as "
+            "tfprune.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000)) or None. "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
         )
     return value

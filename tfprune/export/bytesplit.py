@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfprune.export.graph import schema
 from tfprune.export.result import ByteSplit
 
 # Field slots of the schema tables read here, in the order schema.fbs declares them (a test
@@ -128,8 +129,6 @@ def split(data: bytes) -> ByteSplit:
 def _mark_sparsity(r: _Reader, sparsity: int | None) -> None:
     if sparsity is None:
         return
-    from tfprune.export.graph import schema
-
     widths = {
         getattr(schema().SparseIndexVector, name): width for name, width in _INDEX_WIDTHS.items()
     }

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tfprune.table import format_table
+from tfprune.export import verify
+from tfprune.export.modes import MODES
+from tfprune.export.tflite import plain_model, to_tflite
+from tfprune.utils.table import format_table
 
 # (name, quantize, sparse), in the order the table lists them.
 VARIANTS = (
@@ -87,8 +90,8 @@ def compare_variants(
     >>> rows[0].ratio, rows[0].metric
     (1.0, 'top-1 agreement')
     """
-    from tfprune.export import convert, verify
-    from tfprune.export.tflite import plain_model, to_tflite
+    # The converter's module loads on use: `import tfprune.export` stays cheap.
+    from tfprune.export import convert
 
     model = plain_model(model)
     inputs = convert.as_input_list(model, x_eval, argument="x_eval")
@@ -111,7 +114,7 @@ def compare_variants(
             model,
             path,
             quantize=quantize,
-            representative_data=calibration if quantize == "int8" else inputs,
+            representative_data=calibration if MODES[quantize].needs_data else inputs,
             sparse=sparse,
         )
         dense_bytes = dense_bytes or result.bytes

@@ -10,7 +10,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from tfprune.export.modes import FLOAT32, Mode
 from tfprune.export.result import ConversionError
+from tfprune.models.walk import model_kind
 
 # Calibration needs only a few hundred samples; more costs time without moving the ranges.
 _MAX_CALIBRATION_SAMPLES = 256
@@ -27,8 +29,6 @@ def inputs_of(model, data: Sequence[np.ndarray] | None = None) -> list:
         ValueError: If a subclassed model is not built, or was built with several inputs.
     """
     import keras
-
-    from tfprune.walk import model_kind
 
     if model_kind(model) != "subclassed":
         return list(model.inputs)
@@ -111,8 +111,6 @@ def as_model_input(model, arrays: Sequence):
     """Arrays in `model.inputs` order, arranged as the model takes them (one, a list, a dict)."""
     import keras
 
-    from tfprune.walk import model_kind
-
     if model_kind(model) != "functional":  # one input
         (array,) = arrays
         return array
@@ -163,7 +161,7 @@ def convert(
     directory: str,
     model,
     *,
-    quantize: str | None = None,
+    mode: Mode = FLOAT32,
     representative_data: Sequence[np.ndarray] | None = None,
     stock_sparsity: bool = False,
     batch_size: int | None = None,
@@ -173,9 +171,9 @@ def convert(
     Args:
         directory: The SavedModel of `model` (see `saved_model`).
         model: The Keras model it was exported from (for its input names).
-        quantize: A mode of `modes.MODES`. Defaults to None (float32).
+        mode: The quantization mode (see `modes`). Defaults to float32.
         representative_data: Model inputs as a list of arrays, one per model input, used to
-            calibrate "int8". Defaults to None.
+            calibrate integer activations. Defaults to None.
         stock_sparsity: Whether to ask the converter for its own sparse encoding
             (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`); used only to compare against it.
             Defaults to False.
@@ -193,15 +191,15 @@ def convert(
 
     converter = tf.lite.TFLiteConverter.from_saved_model(directory)
     optimizations = []
-    if quantize is not None:
+    if mode.quantized:
         optimizations.append(tf.lite.Optimize.DEFAULT)
     if stock_sparsity:
         optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     converter.optimizations = optimizations
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize == "float16":
+    if mode.float16_weights:
         converter.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
+    elif mode.integer_activations:
         inputs = list(representative_data)
         converter.representative_dataset = lambda: _calibration_samples(model, inputs, batch_size)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -8,10 +8,11 @@ import os
 
 import numpy as np
 
-from tfprune.export import bytesplit, ops
+from tfprune.export import bytesplit, ops, verify
+from tfprune.export.blocks import decode_blocks
 from tfprune.export.graph import Graph, Subgraph, numpy_dtype, schema, shape_of, type_name
 from tfprune.export.result import TensorRow, format_tensor_table
-from tfprune.masks import count_nonzero
+from tfprune.masks.magnitude import count_nonzero
 
 _INDEX_NAMES = {"Int32Vector": "i32", "Uint16Vector": "u16", "Uint8Vector": "u8"}
 
@@ -171,9 +172,6 @@ def kernel_weights(path: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     raises `VerificationError` here instead of killing the caller.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from tfprune.export import verify
-    from tfprune.export.blocks import decode_blocks
 
     path = os.fspath(path)
     verify.smoke_test(path)

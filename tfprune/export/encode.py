@@ -156,7 +156,7 @@ def csr(viewed: np.ndarray, layout: Layout):
 
 
 @dataclasses.dataclass(frozen=True)
-class Kept:
+class KeptDense:
     """A weight that holds enough zeros for a sparse layout but stays dense.
 
     Attributes:
@@ -228,7 +228,7 @@ def candidates(subgraph: Subgraph) -> tuple[list[Candidate], dict[int, str]]:
     return found, refused
 
 
-def sparsify(graph: Graph, prefer: str = "size") -> list[Kept]:
+def sparsify(graph: Graph, prefer: str = "size") -> list[KeptDense]:
     """Rewrites every prunable weight of the model to its smallest layout, in place.
 
     The sparse tensor takes over the weight's name and buffer; the original tensor keeps its
@@ -250,7 +250,9 @@ def sparsify(graph: Graph, prefer: str = "size") -> list[Kept]:
         found, refused = candidates(subgraph)
         for t, reason in refused.items():
             if choose_layout(subgraph.constant(t), force_view=False) is not None:
-                kept.append(Kept(subgraph.tensors[t], _label(subgraph, t), reason, chosen=False))
+                kept.append(
+                    KeptDense(subgraph.tensors[t], _label(subgraph, t), reason, chosen=False)
+                )
         for candidate in found:
             t = candidate.tensor
             tensor = subgraph.tensors[t]
@@ -263,7 +265,7 @@ def sparsify(graph: Graph, prefer: str = "size") -> list[Kept]:
             if layout is None:
                 if force_view and prefer == "speed" and choose_layout(values, False) is not None:
                     reason = "int8 kernel weights stay dense for speed"
-                    kept.append(Kept(tensor, _label(subgraph, t), reason, chosen=True))
+                    kept.append(KeptDense(tensor, _label(subgraph, t), reason, chosen=True))
                 continue
             params, stored = csr(values.reshape(layout.view), layout)
             graph.model.buffers[tensor.buffer].data = np.frombuffer(stored.tobytes(), np.uint8)

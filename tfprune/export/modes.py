@@ -1,4 +1,8 @@
-"""The quantization modes: the one table of what each mode is and how it is checked."""
+"""The quantization modes: the one table of what each mode is and how it is checked.
+
+`to_tflite` turns its `quantize` argument into a `Mode` once (`check_quantize`); conversion,
+verification and the file's batch size read the mode's fields, never the string again.
+"""
 
 from __future__ import annotations
 
@@ -17,26 +21,40 @@ class Mode:
             integer modes round weights (and for "int8" activations) to 8 bits.
         min_top1_agreement: Bound on top-1 agreement with Keras over decisive rows, or None
             when only the error bound is checked.
-        needs_data: Whether calibration data is required.
+        float16_weights: Whether weights are stored as float16.
+        integer_activations: Whether activations are quantized too (full-integer kernels,
+            calibrated on representative data, which is then required).
     """
 
     quantize: str | None
     label: str
     tolerance: float
     min_top1_agreement: float | None
-    needs_data: bool
+    float16_weights: bool = False
+    integer_activations: bool = False
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the converter optimizes (quantizes) at all."""
+        return self.quantize is not None
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether calibration data is required."""
+        return self.integer_activations
 
 
 MODES: dict[str | None, Mode] = {
     m.quantize: m
     for m in (
-        Mode(None, "float32", 1e-4, None, False),
-        Mode("float16", "float16", 1e-2, None, False),
-        Mode("dynamic", "dynamic", 0.1, 0.9, False),
-        Mode("int8", "int8", 0.2, 0.9, True),
+        Mode(None, "float32", 1e-4, None),
+        Mode("float16", "float16", 1e-2, None, float16_weights=True),
+        Mode("dynamic", "dynamic", 0.1, 0.9),
+        Mode("int8", "int8", 0.2, 0.9, integer_activations=True),
     )
 }
 QUANTIZE_MODES = tuple(MODES)
+FLOAT32 = MODES[None]
 
 
 def check_quantize(quantize: object) -> Mode:

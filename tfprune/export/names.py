@@ -22,6 +22,8 @@ import numpy as np
 
 from tfprune.export import ops
 from tfprune.export.graph import Graph, Subgraph, shape_of, tensor_type
+from tfprune.models.registry import prunable_weights, prunes_itself
+from tfprune.models.walk import walk
 
 
 def _stored_values(graph: Graph, tensor) -> tuple[np.ndarray, np.ndarray] | None:
@@ -68,9 +70,6 @@ def _labels(keras_model) -> list[tuple[str, object]]:
 
 def prunable_labels(keras_model) -> set[str]:
     """The names `name_tensors` gives the weights that pruning masks (kernels, tables)."""
-    from tfprune.registry import prunable_weights, prunes_itself
-    from tfprune.walk import walk
-
     prunable = {
         id(w)
         for layer in walk(keras_model)

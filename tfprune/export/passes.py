@@ -30,7 +30,7 @@ class Context:
     keras_model: Any
     prefer: str = "size"
     keep_names: bool = False
-    kept: list[encode.Kept] = dataclasses.field(default_factory=list)
+    kept: list[encode.KeptDense] = dataclasses.field(default_factory=list)
     names: dict[tuple[int, int], bytes] = dataclasses.field(default_factory=dict)
 
 

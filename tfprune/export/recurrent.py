@@ -15,6 +15,8 @@ sequences keep the loop (see `loops`).
 
 from __future__ import annotations
 
+from tfprune.models.walk import model_kind, walk
+
 # Beyond this many time steps an unrolled graph costs more flatbuffer bytes (about 40 operators
 # per LSTM step) and conversion time than the loop it replaces.
 MAX_UNROLLED_STEPS = 64
@@ -55,8 +57,6 @@ def _unrollable(layer) -> bool:
 
 def loops(model) -> list[str]:
     """Names of the recurrent layers in `model` that still run as a loop over time."""
-    from tfprune.walk import walk
-
     rnn, _ = _rnn_types()
     return [layer.name for layer in walk(model) if isinstance(layer, rnn) and not layer.unroll]
 
@@ -91,8 +91,6 @@ def export_copy(model):
         `MAX_UNROLLED_STEPS` have `unroll=True`.
     """
     import keras
-
-    from tfprune.walk import model_kind
 
     # Only Sequential and Functional models rebuild from their layers' configs.
     if model_kind(model) == "subclassed":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tfprune.table import format_table
+from tfprune.utils.table import format_table
 
 
 class ConversionError(RuntimeError):

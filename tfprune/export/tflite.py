@@ -13,10 +13,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tfprune.checks import check_bool, check_choice, check_int
+from tfprune.calibration.data import check_finite
+from tfprune.core.find import is_pruned
+from tfprune.core.wrap import strip_model
+from tfprune.export import bytesplit, describe, modes, names, passes, recurrent
+from tfprune.export import verify as verification
+from tfprune.export.encode import PREFERENCES
+from tfprune.export.graph import Graph
+from tfprune.export.modes import Mode
 from tfprune.export.result import ConversionError, ExportResult
-from tfprune.files import atomic_path
-from tfprune.progress import Stages
+from tfprune.utils.checks import check_bool, check_choice, check_int
+from tfprune.utils.files import atomic_path
+from tfprune.utils.progress import Stages
 
 
 def _target_directory(path: object) -> str:
@@ -41,14 +49,12 @@ def _target_directory(path: object) -> str:
     return directory
 
 
-def _file_batch_size(model, quantize: str | None, batch_size: int | None) -> int | None:
+def _file_batch_size(model, mode: Mode, batch_size: int | None) -> int | None:
     """The batch size to fix in the file: the caller's, or 1 where a loop over time needs one."""
-    from tfprune.export import recurrent
-
     looping = recurrent.loops(model)
     if not looping:
         return batch_size
-    if quantize == "int8":
+    if mode.integer_activations:
         raise ConversionError(
             f"Recurrent layers {looping} run as a loop over time (their sequence length is "
             f"unknown or longer than {recurrent.MAX_UNROLLED_STEPS} steps), and full-integer "
@@ -62,14 +68,12 @@ def plain_model(model):
     """`model` without pruning wrappers (stripped if pruned), checked to be a Keras model."""
     import keras
 
-    from tfprune.prune import is_pruned, strip_pruning
-
     if not isinstance(model, keras.Model):
         raise TypeError(
             "Argument `model` must be a keras.Model. "
             f"Received: model of type {type(model).__name__}"
         )
-    return strip_pruning(model) if is_pruned(model) else model
+    return strip_model(model) if is_pruned(model) else model
 
 
 def to_tflite(
@@ -140,8 +144,8 @@ def to_tflite(
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If `quantize` is unknown, "int8" lacks `representative_data`, the data
-            does not fit the model, `batch_size` is not positive, `prefer` is unknown, or the
-            directory of `path` does not exist.
+            does not fit the model or holds NaN or Inf values, `batch_size` is not positive,
+            `prefer` is unknown, or the directory of `path` does not exist.
         PermissionError: If the directory of `path` is not writable.
         ConversionError: If the model needs operators outside the TFLite builtins, or asks
             for "int8" with a recurrent layer that stays a loop.
@@ -166,10 +170,8 @@ def to_tflite(
     >>> [(row.name, row.shape, row.sparsity) for row in result.tensors if row.name == "fc/kernel"]
     [('fc/kernel', (8, 16), 0.75)]
     """
-    from tfprune.export import bytesplit, convert, describe, modes, names, passes, recurrent
-    from tfprune.export import verify as verification
-    from tfprune.export.encode import PREFERENCES
-    from tfprune.export.graph import Graph
+    # The converter's module loads on use: `import tfprune.export` stays cheap.
+    from tfprune.export import convert
 
     mode = modes.check_quantize(quantize)
     check_bool("sparse", sparse)
@@ -189,17 +191,16 @@ def to_tflite(
     data = None
     if representative_data is not None:
         data = convert.as_input_list(model, representative_data)
+        check_finite("representative_data", data)
     model = recurrent.export_copy(model)
-    batch = _file_batch_size(model, quantize, batch_size)
+    batch = _file_batch_size(model, mode, batch_size)
 
     # One SavedModel serves the file and, when quantizing, the dense float32 reference size.
     with convert.saved_model(model, batch, data) as saved:
-        dense = convert.convert(
-            saved, model, quantize=quantize, representative_data=data, batch_size=batch
-        )
+        dense = convert.convert(saved, model, mode=mode, representative_data=data, batch_size=batch)
         dense_float32 = len(dense)
         stages(f"converted ({mode.label}): {len(dense):,} bytes")
-        if quantize is not None:
+        if mode.quantized:
             dense_float32 = len(convert.convert(saved, model, batch_size=batch))
             stages(f"float32 reference converted: {dense_float32:,} bytes")
     context = passes.Context(model, prefer=prefer, keep_names=keep_names)
@@ -221,7 +222,7 @@ def to_tflite(
         checked = None
         if verify:
             inputs = verification.verification_inputs(model, data)
-            checked = verification.verify(temp_path, model, quantize, inputs)
+            checked = verification.verify(temp_path, model, mode, inputs)
             stages("verified in LiteRT against Keras")
     # Only a pruned weight left dense is worth a warning; other constants just say why in
     # their rows.

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from tfprune.export.modes import MODES
+from tfprune.export.modes import Mode
 from tfprune.export.result import Verification, VerificationError
 
 # Top-1 agreement counts the rows where Keras's top-1 output leads the runner-up by at least
@@ -157,8 +157,8 @@ def keras_outputs(model, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(o) for o in keras.tree.flatten(outputs)]
 
 
-def compare(reference: list[np.ndarray], actual: list[np.ndarray], quantize) -> Verification:
-    """Measures LiteRT outputs against Keras outputs under the bounds for `quantize`."""
+def compare(reference: list[np.ndarray], actual: list[np.ndarray], mode: Mode) -> Verification:
+    """Measures LiteRT outputs against Keras outputs under the bounds of `mode`."""
     max_abs = 0.0
     scale = 1.0
     agreements = []
@@ -179,20 +179,20 @@ def compare(reference: list[np.ndarray], actual: list[np.ndarray], quantize) -> 
         samples=int(reference[0].shape[0]),
         max_abs_error=max_abs,
         normalized_error=max_abs / scale,
-        tolerance=MODES[quantize].tolerance,
+        tolerance=mode.tolerance,
         top1_agreement=agreement,
-        min_top1_agreement=MODES[quantize].min_top1_agreement if agreement is not None else None,
+        min_top1_agreement=mode.min_top1_agreement if agreement is not None else None,
     )
 
 
-def verify(path: str, model, quantize, inputs: list[np.ndarray]) -> Verification:
+def verify(path: str, model, mode: Mode, inputs: list[np.ndarray]) -> Verification:
     """Loads `path` in LiteRT (child process first), runs it and checks it against Keras.
 
     Raises:
         VerificationError: If the file does not load and run, or breaks a bound.
     """
     smoke_test(path)
-    result = compare(keras_outputs(model, inputs), run_tflite(path, model, inputs), quantize)
+    result = compare(keras_outputs(model, inputs), run_tflite(path, model, inputs), mode)
     if not result.passed:
         agreement = ""
         if result.top1_agreement is not None:
@@ -200,7 +200,8 @@ def verify(path: str, model, quantize, inputs: list[np.ndarray]) -> Verification
                 f", top-1 agreement {result.top1_agreement:.3f} (bound {result.min_top1_agreement})"
             )
         raise VerificationError(
-            f"The TFLite outputs differ from Keras beyond the bound for quantize={quantize!r}: "
+            f"The TFLite outputs differ from Keras beyond the bound for "
+            f"quantize={mode.quantize!r}: "
             f"normalized error {result.normalized_error:.3g} (bound {result.tolerance:g})"
             f"{agreement}."
         )

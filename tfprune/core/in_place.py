@@ -1,0 +1,244 @@
+"""Pruning a subclassed model (one with its own `call`).
+
+A subclassed model cannot be rebuilt from its layers: its `call` is code. Its layers are
+reached the way its `call` reaches them, through attributes, so each prunable layer is
+replaced, in the attribute (or the list or dict) that holds it, by a `PruneLowMagnitude`
+wrapping it; the model's own `call` then runs the wrappers. A layer made of layers that is not
+built yet (a block whose parts are built on its first call) is entered the same way and its
+parts are wrapped where it holds them. `strip_in_place` puts the layers back.
+
+Keras locks a model's state once it is built (no layer may be added), so an unbuilt model is
+pruned in place, and a built one through a copy: the model is re-created from its config,
+pruned before it is built, built like the original, and given the original's weights layer by
+layer. The original is then left untouched, as with Sequential and Functional models.
+
+Saving: the pruned model's class becomes a subclass of its own class whose `get_config` wraps
+the model's config with the addresses of the wrapped layers and their schedules, registered
+as `tfprune>PrunedModel`. Loading re-creates the model from its own config, wraps the same
+layers, and then loads the weights, masks included, so a `.keras` file of a pruned subclassed
+model loads with `keras.models.load_model` whenever the model itself does (its class
+registered and `get_config` written, as Keras asks of subclassed models).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from tfprune.core.selection import LayerSelection
+from tfprune.core.wrapper import PruneLowMagnitude
+from tfprune.models.registry import prunes_itself
+from tfprune.models.walk import attribute_layers, walk
+
+__all__ = ["prune_subclassed", "prune_in_place", "strip_in_place", "PrunedModel"]
+
+
+def _replace(holder: Any, name: str, key: Any, new: Any) -> None:
+    value = getattr(holder, name)
+    if key is None:
+        setattr(holder, name, new)
+        return
+    if isinstance(value, dict):
+        items: Any = dict(value)
+        items[key] = new
+    else:
+        items = list(value)
+        items[key] = new
+        items = tuple(items) if isinstance(value, tuple) else items
+    # A new container is tracked afresh, so the holder sees the wrapper and its variables.
+    setattr(holder, name, items)
+
+
+def _at(holder: Any, address: list[Any]) -> tuple[Any, str, Any]:
+    """The holder, attribute and key an address (attribute names and keys) points to."""
+    *path, name, key = address
+    for step in path:
+        holder = (
+            holder[step]
+            if not isinstance(step, str) or isinstance(holder, dict)
+            else (getattr(holder, step))
+        )
+    return holder, name, key
+
+
+def _prune_holder(
+    holder: Any, selection: LayerSelection, path: list[Any], found: list, done: dict[int, Any]
+) -> None:
+    for name, key, layer in attribute_layers(holder):
+        address = [*path, name, key]
+        if id(layer) in done:  # held in two places: both get the one wrapper
+            if done[id(layer)] is not None:
+                _replace(holder, name, key, done[id(layer)])
+                found.append((address, done[id(layer)], done[id(layer)].pruning_schedule))
+            continue
+        done[id(layer)] = None
+        if isinstance(layer, PruneLowMagnitude):
+            continue
+        if isinstance(layer, keras.Model):
+            raise ValueError(
+                f"'{holder.name}' holds the model '{layer.name}' in its attribute `{name}`: "
+                "prune that model first (tfprune.prune_low_magnitude) and assign the result "
+                "to the attribute, then prune the outer model's own layers."
+            )
+        if prunes_itself(layer) or layer.built:
+            schedule = selection.schedule_for(layer)
+            if schedule is not None:
+                wrapper = selection.wrap(layer, schedule)
+                done[id(layer)] = wrapper
+                _replace(holder, name, key, wrapper)
+                found.append((address, wrapper, schedule))
+        else:
+            # A block whose parts are built on its first call: prune the parts it holds.
+            _prune_holder(layer, selection, address, found, done)
+
+
+def prune_in_place(model: keras.Model, selection: LayerSelection) -> list[PruneLowMagnitude]:
+    """Wraps the chosen layers an unbuilt subclassed model holds in its attributes, in place.
+
+    Returns:
+        The new wrappers.
+
+    Raises:
+        ValueError: If a prunable layer of the model is held nowhere a wrapper can replace it
+            (the message names it), or the model holds another model.
+    """
+    found: list = []
+    _prune_holder(model, selection, [], found, {})
+    wrappers = list({id(w): w for _, w, _ in found}.values())
+    # Keras tracks every layer the model holds, however deeply its containers nest them; the
+    # ones found neither wrapped nor inside a wrapper stay where `call` still reaches them.
+    inside = {id(x) for w in wrappers for x in walk(w)}
+    reached = {id(x) for x in walk(model, into=lambda x: not isinstance(x, PruneLowMagnitude))}
+    missed = [
+        layer.name
+        for layer in model.layers
+        if id(layer) not in inside
+        and id(layer) not in reached
+        and prunes_itself(layer)
+        and selection.schedule_for(layer) is not None
+    ]
+    if missed:
+        raise ValueError(
+            f"Cannot reach layers {missed} of model '{model.name}': they are not held in an "
+            "attribute (directly, or in a list or dict) where a wrapper could take their "
+            "place, so the model's `call` would keep using them unpruned. Assign each to an "
+            "attribute in `__init__`, or wrap it there with tfprune.prune_low_magnitude."
+        )
+    spec = [
+        {
+            "address": address,
+            "pruning_schedule": keras.saving.serialize_keras_object(schedule),
+            "allocation_group": wrapper.allocation_group,
+        }
+        for address, wrapper, schedule in found
+    ]
+    _make_saveable(model, spec)
+    return wrappers
+
+
+def prune_subclassed(model: keras.Model, selection: LayerSelection) -> tuple[keras.Model, list]:
+    """Prunes a subclassed model: in place if it is not built, else a built copy of it.
+
+    Returns:
+        The pruned model (`model` itself, or the copy) and its new wrappers.
+
+    Raises:
+        ValueError: If a built model cannot be re-created from its config, or see
+            `prune_in_place`.
+    """
+    if not model.built:
+        return model, prune_in_place(model, selection)
+    try:
+        copy = type(model).from_config(model.get_config())
+    except (NotImplementedError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"Cannot prune the built subclassed model '{model.name}': Keras allows no new "
+            "layer in a built model, and the model cannot be re-created from its config to "
+            f"be pruned before it is built ({type(error).__name__}: {error}). Prune it right "
+            "after creating it, before its first call, then train it or load its weights; or "
+            "give the class get_config() (and from_config()) so that it can be copied."
+        ) from error
+    wrappers = prune_in_place(copy, selection)
+    config = model.get_build_config()
+    if config:
+        copy.build_from_config(config)
+    _copy_weights(model, copy)
+    return copy, wrappers
+
+
+def _copy_weights(source: Any, target: Any) -> None:
+    """Gives each layer `target` holds the weights of the layer `source` holds there."""
+    originals = {(name, key): layer for name, key, layer in attribute_layers(source)}
+    for name, key, layer in attribute_layers(target):
+        original = originals.get((name, key))
+        inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+        if original is not None and not isinstance(inner, PruneLowMagnitude):
+            holds_wrappers = any(isinstance(x, PruneLowMagnitude) for x in list(walk(inner))[1:])
+            if holds_wrappers:
+                _copy_weights(original, inner)
+                continue
+            if len(original.weights) == len(inner.weights):
+                inner.set_weights(original.get_weights())
+                continue
+        raise ValueError(
+            f"Cannot copy the weights of the built model into its pruned copy: its attribute "
+            f"`{name}` does not hold the same layer once the model is re-created from its "
+            "config. Prune the model before its first call instead."
+        )
+
+
+def strip_in_place(model: Any) -> Any:
+    """Puts back every layer a wrapper holds in the model's attributes, weights masked."""
+    for name, key, layer in attribute_layers(model):
+        if isinstance(layer, PruneLowMagnitude):
+            layer.bake()
+            _replace(model, name, key, layer.layer)
+        elif any(isinstance(x, PruneLowMagnitude) for x in list(walk(layer))[1:]):
+            strip_in_place(layer)
+    if isinstance(model, PrunedModel):
+        model.__class__ = type(model).__mro__[2]
+    return model
+
+
+class PrunedModel:
+    """Mixin of a pruned subclassed model's class: saves the pruning with the model's config."""
+
+    _tfprune_spec: list[dict[str, Any]]
+
+    def get_config(self) -> dict[str, Any]:
+        original = type(self).__mro__[2]
+        inner = {
+            "module": original.__module__,
+            "class_name": original.__name__,
+            "config": original.get_config(self),
+            "registered_name": keras.saving.get_registered_name(original),
+        }
+        return {"model": inner, "pruned": self._tfprune_spec}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> keras.Model:
+        model = keras.saving.deserialize_keras_object(
+            config["model"], custom_objects=custom_objects
+        )
+        made: dict[int, PruneLowMagnitude] = {}
+        for entry in config["pruned"]:
+            holder, name, key = _at(model, entry["address"])
+            value = getattr(holder, name)
+            layer = value if key is None else value[key]
+            if id(layer) not in made:  # a layer held in two places gets one wrapper
+                schedule = keras.saving.deserialize_keras_object(entry["pruning_schedule"])
+                made[id(layer)] = PruneLowMagnitude(
+                    layer, pruning_schedule=schedule, allocation_group=entry["allocation_group"]
+                )
+            _replace(holder, name, key, made[id(layer)])
+        _make_saveable(model, config["pruned"])
+        return model
+
+
+def _make_saveable(model: keras.Model, spec: list[dict[str, Any]]) -> None:
+    original = type(model)
+    pruned = type(original.__name__, (PrunedModel, original), {"__module__": __name__})
+    keras.saving.register_keras_serializable(package="tfprune", name="PrunedModel")(pruned)
+    model.__class__ = pruned
+    model._tfprune_spec = spec

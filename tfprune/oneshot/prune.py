@@ -1,0 +1,294 @@
+"""`prune_one_shot`: prune a trained model from a little calibration data, without training."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+from tfprune.calibration.data import batches, replayable
+from tfprune.calibration.recorder import Recorder
+from tfprune.calibration.statistics import Statistics
+from tfprune.core.selection import LayerSelection
+from tfprune.core.wrap import wrap_model
+from tfprune.masks.patterns import Pattern
+from tfprune.oneshot.sparsegpt import output_error, sparsegpt
+from tfprune.oneshot.targets import OneShotTarget, one_shot_targets
+from tfprune.oneshot.wanda import wanda_mask, wanda_scores
+from tfprune.schedules import ConstantSparsity
+from tfprune.utils.checks import check_choice, check_int, check_number
+from tfprune.utils.progress import Stages
+
+__all__ = ["prune_one_shot", "OneShotLayer", "METHODS", "MAX_HESSIAN_INPUTS"]
+
+METHODS = ("magnitude", "wanda", "sparsegpt")
+# SparseGPT holds a float64 `inputs x inputs` Hessian per weight: 8192 inputs take 512 MiB.
+MAX_HESSIAN_INPUTS = 8192
+
+
+@dataclasses.dataclass
+class OneShotLayer:
+    """What `prune_one_shot` did to one weight.
+
+    `method` is the one that ran ("magnitude" for weights with no input matrix: embeddings,
+    depthwise and recurrent kernels). `error` is the layer output's relative squared error on
+    the calibration rows (SparseGPT only, else None); `error_without_update` the same mask's
+    error with the weights left as they were.
+    """
+
+    name: str
+    method: str
+    inputs: int | None
+    rows: int
+    sparsity: float
+    error: float | None
+    error_without_update: float | None
+    seconds: float
+
+
+def prune_one_shot(
+    model: Any,
+    calibration_data: Any,
+    sparsity: float | None = 0.5,
+    *,
+    method: str = "sparsegpt",
+    pattern: Any = None,
+    layers: Any = None,
+    batch_size: int = 32,
+    dampening: float = 0.01,
+    block_size: int = 128,
+    verbose: bool = False,
+    return_stats: bool = False,
+) -> Any:
+    """Prunes a trained model in one pass over calibration data, with no training.
+
+    Layer by layer in the order the model calls them, each weight is pruned from the inputs its
+    layer receives when the calibration data run through the model, every layer before it
+    already pruned (as SparseGPT and Wanda do). `method`:
+
+    * "magnitude": the smallest `|w|`, as `prune_low_magnitude` would.
+    * "wanda" (Sun et al. 2023): the smallest `|w| * ||x||` within each output, no update.
+    * "sparsegpt" (Frantar & Alistarh 2023): masks chosen column block by column block from
+      the inverse Hessian of the layer's inputs, and the remaining weights updated to make up
+      for the pruned ones (least-squares reconstruction of the layer's outputs).
+
+    Weights that multiply the layer's input take the method: Dense, EinsumDense (attention
+    projections included), Conv1D/2D/3D (as im2col) and the input kernels of LSTM, GRU and
+    SimpleRNN. Embeddings, depthwise, grouped and transposed convolutions and recurrent kernels
+    are pruned by magnitude. Each weight prunes exactly `round(sparsity * size)` entries (N:M:
+    m of every n input channels).
+
+    Memory: calibration runs in batches of `batch_size`; statistics are accumulated, never the
+    activations. SparseGPT keeps a float64 `d x d` Hessian for a weight with `d` inputs (a
+    Dense layer's input width, a Conv2D's `kh * kw * C_in`); `d` may be up to
+    `MAX_HESSIAN_INPUTS` (8192: 512 MiB), beyond which it raises: use "wanda" for such layers.
+    One forward pass over the calibration data runs per pruned layer.
+
+    Args:
+        model: A built Sequential or Functional model (a KerasHub task or backbone too).
+        calibration_data: The inputs (no labels): an array, a list of arrays or a dict for a
+            multi-input model, or an iterable of batches (a `tf.data.Dataset`, or a generator,
+            whose batches are then kept in memory: the data are read once per pruned layer;
+            `(x, y)` tuples are read as `x`).
+        sparsity: Fraction of each weight to prune, in [0, 1). With `pattern`, None or m/n.
+            Defaults to 0.5.
+        method: "magnitude", "wanda" or "sparsegpt". Defaults to "sparsegpt".
+        pattern: None (unstructured) or `(m, n)`: m zeros in every n consecutive input
+            channels, as `sparsity_m_by_n`. Defaults to None.
+        layers: Which layers to prune, as `prune_low_magnitude`'s `layers`: None (all with
+            prunable weights), a list of selectors, or a dict from selectors to a sparsity
+            (float) or None (kept dense). Defaults to None.
+        batch_size: Rows per forward pass for array data. Defaults to 32.
+        dampening: SparseGPT's Hessian dampening, relative to its mean diagonal. Defaults to
+            0.01.
+        block_size: SparseGPT's column block. Defaults to 128.
+        verbose: Print one line per pruned weight to stderr. Defaults to False.
+        return_stats: Return `(model, stats)` with a list of `OneShotLayer`. Defaults to False.
+
+    Returns:
+        The model with `PruneLowMagnitude` wrappers holding the masks (a copy; `model` is left
+        as it was), each with `ConstantSparsity(sparsity, begin_step=0)`: fine-tune it with
+        `UpdatePruningStep` (the masks stay: pruned weights are zero, the smallest), or
+        `strip_pruning` and export it.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If `method`, `sparsity`, `pattern` or `batch_size` are out of range, the
+            calibration data are empty or produce NaN/Inf activations, or a weight has more
+            than `MAX_HESSIAN_INPUTS` inputs for SparseGPT.
+
+    Example:
+
+    >>> import numpy as np, keras, tfprune
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="fc")])
+    >>> x = np.random.default_rng(0).standard_normal((64, 8)).astype("float32")
+    >>> pruned = tfprune.prune_one_shot(model, x, 0.5, method="sparsegpt")
+    >>> tfprune.sparsity_report(pruned).sparsity
+    0.5
+    """
+    sparsity, m_by_n = _check(method, sparsity, pattern, batch_size, dampening, block_size)
+    # One pass per layer: batches that can be read once are kept.
+    calibration_data = replayable(calibration_data, batch_size)
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "Argument `model` must be a built keras Model. "
+            f"Received: model={model!r} of type {type(model).__name__}"
+        )
+    selection = LayerSelection(
+        _layer_schedules(layers),
+        ConstantSparsity(sparsity, begin_step=0),
+        group=model.name,
+        pattern=Pattern.of(sparsity_m_by_n=m_by_n),
+    )
+    pruned = wrap_model(model, selection)
+    targets = one_shot_targets(pruned)
+    stages = Stages("prune_one_shot", enabled=verbose)
+    order = _call_order(pruned, calibration_data, batch_size, targets)
+    stats = []
+    for source in order:
+        group = [t for t in targets if t.source is source]
+        stats += _prune_source(
+            pruned,
+            group,
+            calibration_data,
+            batch_size,
+            method,
+            m_by_n,
+            dampening,
+            block_size,
+            stages,
+        )
+    for wrapper in {id(t.wrapper): t.wrapper for t in targets}.values():
+        wrapper.adopt_masks()
+    return (pruned, stats) if return_stats else pruned
+
+
+def _check(method, sparsity, pattern, batch_size, dampening, block_size):
+    check_choice("method", method, METHODS)
+    check_int("batch_size", batch_size, 1)
+    check_int("block_size", block_size, 1)
+    check_number("dampening", dampening, 0.0, None)
+    m_by_n = Pattern.of(sparsity_m_by_n=pattern).m_by_n if pattern is not None else None
+    if m_by_n is not None:
+        ratio = m_by_n[0] / m_by_n[1]
+        if sparsity is not None and sparsity != ratio:
+            raise ValueError(
+                f"With pattern={pattern!r}, argument `sparsity` must be None or {ratio:g} "
+                f"(m/n). Received: sparsity={sparsity!r}"
+            )
+        return ratio, m_by_n
+    return check_number("sparsity", sparsity, 0.0, 1.0), None
+
+
+def _layer_schedules(layers: Any) -> Any:
+    if not isinstance(layers, dict):
+        return layers
+    out = {}
+    for key, value in layers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(
+                "The values of argument `layers` must be sparsities (floats) or None. "
+                f"Received: {key!r}: {value!r}"
+            )
+        out[key] = None if value is None else ConstantSparsity(value, begin_step=0)
+    return out
+
+
+def _call_order(model, data, batch_size, targets) -> list[Any]:
+    """The sources of `targets` in the order one forward pass calls them (first call counts);
+    sources the model never calls come last."""
+    sources = list({id(t.source): t.source for t in targets}.values())
+    order: dict[int, Any] = {}
+    with Recorder(sources, lambda layer, _: order.setdefault(id(layer), layer)):
+        model(next(batches(data, batch_size)), training=False)
+    return list(order.values()) + [s for s in sources if id(s) not in order]
+
+
+def _prune_source(model, group, data, batch_size, method, m_by_n, dampening, block, stages):
+    """Prunes the weights of `group` (one source layer) from its inputs on the data."""
+    start = time.perf_counter()
+    full = method == "sparsegpt"
+    viewed = [t for t in group if t.view is not None and method != "magnitude"]
+    stats = {}
+    for t in viewed:
+        if full and t.view.inputs > MAX_HESSIAN_INPUTS:
+            raise ValueError(
+                f"Weight '{t.name}' has {t.view.inputs} inputs; SparseGPT's Hessian is limited "
+                f"to {MAX_HESSIAN_INPUTS} (float64, {MAX_HESSIAN_INPUTS**2 * 8 >> 20} MiB). "
+                'Use method="wanda" for it, or leave it out with `layers`.'
+            )
+        stats[id(t)] = Statistics(t.view.inputs, full, f"weight '{t.name}'")
+    if viewed:
+
+        def record(_, x):
+            rows = np.asarray(keras.ops.convert_to_numpy(x))
+            for t in viewed:
+                stats[id(t)].add(t.view.rows(rows))
+
+        with Recorder([group[0].source], record):
+            for batch in batches(data, batch_size):
+                model(batch, training=False)
+    out = []
+    for t in group:
+        values = np.asarray(keras.ops.convert_to_numpy(t.target.weight), np.float64)
+        s = stats.get(id(t))
+        error = error_plain = None
+        if s is None:
+            (keep,) = t.wrapper.rule.masks([t.target], [values], t.sparsity)
+            keep = np.asarray(keep).astype(bool)
+            new = values * keep
+        else:
+            matrix = t.view.to_matrix(values)
+            new_matrix, pruned = _solve(t, matrix, s, method, m_by_n, dampening, block)
+            if full:
+                error = output_error(matrix, new_matrix, s.gram)
+                error_plain = output_error(matrix, np.where(pruned, 0.0, matrix), s.gram)
+            keep = ~t.view.from_matrix(pruned)
+            new = t.view.from_matrix(new_matrix) * keep
+        t.target.assign(keep, new)
+        seconds = time.perf_counter() - start
+        row = OneShotLayer(
+            t.name,
+            method if s is not None else "magnitude",
+            t.view.inputs if t.view else None,
+            s.rows if s is not None else 0,
+            1.0 - float(np.count_nonzero(keep)) / keep.size if keep.size else 0.0,
+            error,
+            error_plain,
+            seconds,
+        )
+        out.append(row)
+        detail = f", output error {error:.4g} (mask alone {error_plain:.4g})" if full and s else ""
+        stages(f"{row.name}: {row.method}, {row.sparsity:.1%} pruned{detail}")
+    return out
+
+
+def _solve(t, matrix, s, method, m_by_n, dampening, block):
+    """`(new matrix, pruned)` for one viewed weight."""
+    if method == "wanda" and m_by_n is None:
+        pruned = wanda_mask(matrix, s.squares, t.sparsity)
+        return np.where(pruned, 0.0, matrix), pruned
+    if method == "wanda":
+        pruned = _pattern_mask(t, wanda_scores(matrix, s.squares))
+        return np.where(pruned, 0.0, matrix), pruned
+    if m_by_n is not None and not t.view.groups_fit(m_by_n[1]):
+        # The N:M groups are not runs of matrix columns: choose the mask from SparseGPT's
+        # scores in the weight's own layout, then update the weights around it.
+        return sparsegpt(
+            matrix,
+            s.gram,
+            t.sparsity,
+            choose=lambda score: _pattern_mask(t, score),
+            block=block,
+            dampening=dampening,
+        )
+    return sparsegpt(matrix, s.gram, t.sparsity, m_by_n=m_by_n, block=block, dampening=dampening)
+
+
+def _pattern_mask(t: OneShotTarget, score: np.ndarray) -> np.ndarray:
+    """The wrapper's mask rule applied to `score` (in matrix layout); True = pruned."""
+    (keep,) = t.wrapper.rule.masks([t.target], [t.view.from_matrix(score)], t.sparsity)
+    return ~t.view.to_matrix(np.asarray(keep).astype(bool))

@@ -1,0 +1,1 @@
+"""Helpers every part of tfprune uses: argument checks, atomic files, tables, progress lines."""
