@@ -28,6 +28,7 @@ demo: $(DEMO_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff format --check tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
 	$(BIN)/ruff check tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
