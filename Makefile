@@ -7,7 +7,7 @@ STAMP := $(VENV)/.tfprune-installed
 DEMO_STAMP := $(VENV)/.tfprune-demo-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format bench bench-full bench-overhead bench-export docs notebooks clean
+.PHONY: demo test test-full lint format bench bench-full bench-overhead bench-export docs notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +26,21 @@ demo: $(DEMO_STAMP)
 	$(BIN)/tfprune demo --out_dir demo_out
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
-	$(BIN)/ruff check tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
+	$(BIN)/ruff format --check tfprune tfprune_cli.py tests bench $(wildcard docs/*.py docs/*/*.py)
+	$(BIN)/ruff check tfprune tfprune_cli.py tests bench $(wildcard docs/*.py docs/*/*.py)
 	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
-	$(BIN)/ruff format tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
-	$(BIN)/ruff check --fix tfprune tests bench $(wildcard docs/*.py docs/*/*.py)
+	$(BIN)/ruff format tfprune tfprune_cli.py tests bench $(wildcard docs/*.py docs/*/*.py)
+	$(BIN)/ruff check --fix tfprune tfprune_cli.py tests bench $(wildcard docs/*.py docs/*/*.py)
 
+# The suite with every slow test in its cheapest form; `make test-full` runs them in full too
+# (the whole benchmark smoke run, larger trainings and exports).
 test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 --doctest-modules tfprune tests
+
+test-full: lint
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 --doctest-modules --full tfprune tests
 
 # The test extra already holds everything the benchmarks need (tfmot, tf-keras, gensim).
 bench: $(STAMP)

@@ -1,17 +1,18 @@
 """tfprune against tensorflow-model-optimization, and the paper's claims: `python -m bench`.
 
-`--quick` (the default, `make bench`), `--full` (`make bench-full`) or `--smoke` (tiny settings,
-for the test suite). Starts one worker process per library (`bench.worker`; the tfmot one with
-`TF_USE_LEGACY_KERAS=1` and `tf_keras`, so tfmot is never imported next to Keras 3), sends them
-the same jobs in alternation, measures the exported files in a LiteRT child process
-(`bench.litert`), and writes `RESULTS.md`, `results.json` and PNG plots to `--out` (default
-`bench/`). No network access: the data ship with tfprune (MNIST sample) and gensim (Lee corpus).
-Both workers also train LeNet with unstructured, block and 2:4 patterns (`bench.patterns`). Last,
-the tfprune worker prunes trained models one-shot (`bench.oneshot`), prunes and trims channels
-(`bench.channels`), trains, times and exports MobileNetV2 and times ResNet50's mask updates
-(`bench.applications`; tfprune only). `--only mobilenet`, `--only patterns`, `--only oneshot`
-or `--only channels` runs just that part and merges it
-into the `results.json` an earlier run of the same preset left in `--out`.
+`--quick` (the default, `make bench`), `--full` (`make bench-full`), `--smoke` (small settings, one
+whole run: `make test-full`) or `--tiny` (the cheapest, one part at a time: `make test`). Starts one
+worker process per library (`bench.worker`; the tfmot one with `TF_USE_LEGACY_KERAS=1` and
+`tf_keras`, so tfmot is never imported next to Keras 3), sends them the same jobs in alternation,
+measures the exported files in a LiteRT child process (`bench.litert`), and writes `RESULTS.md`,
+`results.json` and PNG plots to `--out` (default `bench/`). No network access: the data ship with
+tfprune (MNIST sample) and gensim (Lee corpus). Both workers also train LeNet with unstructured,
+block and 2:4 patterns (`bench.patterns`). Last, the tfprune worker prunes trained models one-shot
+(`bench.oneshot`), prunes and trims channels (`bench.channels`), trains, times and exports
+MobileNetV2 and times ResNet50's mask updates (`bench.applications`; tfprune only). `--only core`
+(everything before the patterns), `--only mobilenet`, `--only patterns`, `--only oneshot` or `--only
+channels` runs just that part and merges it into the `results.json` an earlier run of the same
+preset left in `--out` (`core` starts one where there is none).
 """
 
 from __future__ import annotations
@@ -115,97 +116,14 @@ START = time.perf_counter()
 def run(cfg: presets.Config, work: str, command: str) -> dict:
     """Runs every measurement of `cfg`; returns the results as a JSON-ready dict."""
     workers = {"tfprune": Worker("tfprune", work), "tfmot": Worker("tfmot", work)}
-    libs = list(workers)
     results: dict = {"config": cfg.as_dict(), "machine": machine()}
     try:
         data_path = os.path.join(work, "data.npz")
-        workers["tfprune"]("prepare", path=data_path, **cfg.data_options())
-        results["setup"] = {
-            name: w("setup", data_path=data_path, lstm_units=cfg.lstm_units)
-            for name, w in workers.items()
-        }
+        results["setup"] = start_workers(workers, cfg, data_path)
         log("workers ready")
-
-        def pair(turn: int, job: str, **arguments) -> dict:
-            """Runs one job in both workers: concurrently for smoke runs, else one after the
-            other, the first library alternating with `turn`."""
-            order = libs if turn % 2 == 0 else libs[::-1]
-            if not cfg.parallel:
-                return {lib: workers[lib](job, **arguments) for lib in order}
-            with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                futures = {lib: pool.submit(workers[lib], job, **arguments) for lib in order}
-                return {lib: future.result() for lib, future in futures.items()}
-
-        results["mask"] = {lib: [] for lib in libs}
-        for r in range(cfg.mask_repeats):
-            for lib, answer in pair(r, "mask", size=cfg.mask_size).items():
-                results["mask"][lib].append(answer)
-        log("mask update timed")
-
-        results["time"] = {}
-        for model in cfg.time_models:
-            rows = results["time"][model] = {lib: [] for lib in libs}
-            for r in range(cfg.time_repeats):
-                for lib, answer in pair(
-                    r, "time", model=model, index=r, repeats=cfg.time_repeats
-                ).items():
-                    rows[lib].append(answer)
-            log(f"training time of {model} measured")
-
-        results["accuracy"] = {}
-        for i, model in enumerate(cfg.accuracy_models):
-            results["accuracy"][model] = {lib: [] for lib in libs}
-            for seed in cfg.seeds(model):
-                init_path = os.path.join(work, f"init_{model}_{seed}.npz")
-                workers["tfprune"]("init", model=model, seed=seed, path=init_path)
-                answers = pair(
-                    i + seed,
-                    "prune",
-                    model=model,
-                    seed=seed,
-                    sparsities=cfg.targets(model),
-                    init_path=init_path,
-                    keep=[cfg.export_target] if model in cfg.export_models else [],
-                    **cfg.epochs(model),
-                )
-                for lib, summary in answers.items():
-                    results["accuracy"][model][lib].append({"seed": seed, **summary})
-                log(f"accuracy of {model} (seed {seed}) measured")
-
+        results.update(run_training(workers, cfg, work))
         results["patterns"] = run_patterns(workers, cfg, work, data_path)
-
-        files = {}
-        results["export"] = {}
-        for model in cfg.export_models:
-            for lib in libs:
-                answer = workers[lib](
-                    "export",
-                    model=model,
-                    target=cfg.export_target,
-                    out_dir=work,
-                    calibration=cfg.calibration,
-                )
-                for kind in EXPORT_KINDS[lib]:
-                    info = {"model": model, "library": lib, "kind": kind}
-                    if kind in answer["paths"]:
-                        files[answer["paths"][kind]] = info
-                    else:
-                        results["export"][f"{model}/{lib}/{kind}"] = {
-                            **info,
-                            "bytes": None,
-                            "loads": False,
-                            "reason": "conversion failed: " + answer["errors"][kind],
-                            "latency_us": None,
-                            "accuracy": None,
-                        }
-        workers["tfmot"].close()
-        measured = litert(data_path, cfg.latency_repeats, {p: i["model"] for p, i in files.items()})
-        for path, info in files.items():
-            key = f"{info['model']}/{info['library']}/{info['kind']}"
-            results["export"][key] = {**info, "bytes": os.path.getsize(path), **measured[path]}
-        results["export"] = dict(sorted(results["export"].items(), key=_export_order(cfg)))
-        log("exports measured in LiteRT")
-
+        results["export"] = run_exports(workers, cfg, work, data_path)
         results["paper"] = paper(workers["tfprune"], cfg, work, results)
         log("paper claims measured")
         results["oneshot"] = run_oneshot(workers["tfprune"], cfg)
@@ -215,6 +133,119 @@ def run(cfg: presets.Config, work: str, command: str) -> dict:
         for w in workers.values():
             w.close()
     return results
+
+
+def run_core(workers: dict, cfg: presets.Config, work: str, data_path: str) -> dict:
+    """The part both libraries run the same jobs in: training time, accuracy after pruning,
+    the mask update, the exported files and the paper's claims (`--only core`)."""
+    results = run_training(workers, cfg, work)
+    results["export"] = run_exports(workers, cfg, work, data_path)
+    results["paper"] = paper(workers["tfprune"], cfg, work, results)
+    log("paper claims measured")
+    return results
+
+
+def start_workers(workers: dict, cfg: presets.Config, data_path: str) -> dict:
+    """Writes the data (in the tfprune worker) and loads it in every worker; their setups."""
+    workers["tfprune"]("prepare", path=data_path, **cfg.data_options())
+    return {
+        name: w("setup", data_path=data_path, lstm_units=cfg.lstm_units)
+        for name, w in workers.items()
+    }
+
+
+def _pair(workers: dict, cfg: presets.Config):
+    libs = list(workers)
+
+    def pair(turn: int, job: str, **arguments) -> dict:
+        """Runs one job in both workers: concurrently for smoke runs, else one after the
+        other, the first library alternating with `turn`."""
+        order = libs if turn % 2 == 0 else libs[::-1]
+        if not cfg.parallel:
+            return {lib: workers[lib](job, **arguments) for lib in order}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures = {lib: pool.submit(workers[lib], job, **arguments) for lib in order}
+            return {lib: future.result() for lib, future in futures.items()}
+
+    return pair
+
+
+def run_training(workers: dict, cfg: presets.Config, work: str) -> dict:
+    """The mask update, the training time and the accuracy after pruning, in both libraries."""
+    libs, pair = list(workers), _pair(workers, cfg)
+    results: dict = {"mask": {lib: [] for lib in libs}}
+    for r in range(cfg.mask_repeats):
+        for lib, answer in pair(r, "mask", size=cfg.mask_size).items():
+            results["mask"][lib].append(answer)
+    log("mask update timed")
+
+    results["time"] = {}
+    for model in cfg.time_models:
+        rows = results["time"][model] = {lib: [] for lib in libs}
+        for r in range(cfg.time_repeats):
+            for lib, answer in pair(
+                r, "time", model=model, index=r, repeats=cfg.time_repeats
+            ).items():
+                rows[lib].append(answer)
+        log(f"training time of {model} measured")
+
+    results["accuracy"] = {}
+    for i, model in enumerate(cfg.accuracy_models):
+        results["accuracy"][model] = {lib: [] for lib in libs}
+        for seed in cfg.seeds(model):
+            init_path = os.path.join(work, f"init_{model}_{seed}.npz")
+            workers["tfprune"]("init", model=model, seed=seed, path=init_path)
+            answers = pair(
+                i + seed,
+                "prune",
+                model=model,
+                seed=seed,
+                sparsities=cfg.targets(model),
+                init_path=init_path,
+                keep=[cfg.export_target] if model in cfg.export_models else [],
+                **cfg.epochs(model),
+            )
+            for lib, summary in answers.items():
+                results["accuracy"][model][lib].append({"seed": seed, **summary})
+            log(f"accuracy of {model} (seed {seed}) measured")
+    return results
+
+
+def run_exports(workers: dict, cfg: presets.Config, work: str, data_path: str) -> dict:
+    """The exported files of both libraries, measured in LiteRT; closes the tfmot worker."""
+    libs = list(workers)
+    files = {}
+    export: dict = {}
+    for model in cfg.export_models:
+        for lib in libs:
+            answer = workers[lib](
+                "export",
+                model=model,
+                target=cfg.export_target,
+                out_dir=work,
+                calibration=cfg.calibration,
+            )
+            for kind in EXPORT_KINDS[lib]:
+                info = {"model": model, "library": lib, "kind": kind}
+                if kind in answer["paths"]:
+                    files[answer["paths"][kind]] = info
+                else:
+                    export[f"{model}/{lib}/{kind}"] = {
+                        **info,
+                        "bytes": None,
+                        "loads": False,
+                        "reason": "conversion failed: " + answer["errors"][kind],
+                        "latency_us": None,
+                        "accuracy": None,
+                    }
+    workers["tfmot"].close()  # its memory goes to the parts that follow
+    measured = litert(data_path, cfg.latency_repeats, {p: i["model"] for p, i in files.items()})
+    for path, info in files.items():
+        key = f"{info['model']}/{info['library']}/{info['kind']}"
+        export[key] = {**info, "bytes": os.path.getsize(path), **measured[path]}
+    export = dict(sorted(export.items(), key=_export_order(cfg)))
+    log("exports measured in LiteRT")
+    return export
 
 
 def run_patterns(workers: dict, cfg: presets.Config, work: str, data_path: str) -> dict:
@@ -250,15 +281,14 @@ def channel_files(paths: list[str], repeats: int) -> dict:
     return _child("bench.channels", str(repeats), *paths)
 
 
-def run_alone(cfg: presets.Config, work: str, libraries: tuple[str, ...], part) -> dict:
-    """Runs `part(workers, data_path)` in workers of its own, one per library."""
+def run_alone(cfg: presets.Config, work: str, libraries: tuple[str, ...], part) -> tuple:
+    """Runs `part(workers, data_path)` in workers of its own, one per library; returns the
+    workers' setups and what the part returned."""
     workers = {lib: Worker(lib, work) for lib in libraries}
     try:
         data_path = os.path.join(work, "data.npz")
-        workers["tfprune"]("prepare", path=data_path, **cfg.data_options())
-        for worker in workers.values():
-            worker("setup", data_path=data_path, lstm_units=cfg.lstm_units)
-        return part(workers, data_path)
+        setup = start_workers(workers, cfg, data_path)
+        return setup, part(workers, data_path)
     finally:
         for worker in workers.values():
             worker.close()
@@ -338,9 +368,15 @@ def paper(worker: Worker, cfg: presets.Config, work: str, results: dict) -> dict
     return out
 
 
-# What `--only` runs: the preset settings of the part, its key in the results, the workers it
-# needs, and how it runs in them.
+# What `--only` runs: the preset settings of the part, its key in the results (None: the part
+# returns several), the workers it needs, and how it runs in them.
 PARTS = {
+    "core": (
+        ("",),
+        None,
+        ("tfprune", "tfmot"),
+        lambda cfg, work, _, w, data_path: run_core(w, cfg, work, data_path),
+    ),
     "mobilenet": (
         ("mobilenet_", "resnet_"),
         "applications",
@@ -391,7 +427,14 @@ def main(argv: list[str] | None = None) -> None:
         action="store_const",
         dest="mode",
         const="smoke",
-        help="tiny settings that check every code path (under a minute)",
+        help="small settings that check every code path in one run (a few minutes)",
+    )
+    mode.add_argument(
+        "--tiny",
+        action="store_const",
+        dest="mode",
+        const="tiny",
+        help="the cheapest settings, for one part at a time with --only (the test suite)",
     )
     parser.add_argument(
         "--out",
@@ -402,8 +445,10 @@ def main(argv: list[str] | None = None) -> None:
         "--only",
         choices=tuple(PARTS),
         help="run only one part and merge it into the results.json that an earlier run of the "
-        "same preset left in --out: 'mobilenet' (MobileNetV2 and ResNet50's masks, tfprune "
-        "only), 'patterns' (unstructured, block and 2:4 pruning of LeNet, both libraries) or "
+        "same preset left in --out: 'core' (training time, accuracy, exported files, the "
+        "paper's claims, both libraries; it starts a results.json where none is), "
+        "'mobilenet' (MobileNetV2 and ResNet50's masks, tfprune only), 'patterns' "
+        "(unstructured, block and 2:4 pruning of LeNet, both libraries) or "
         "'oneshot' (magnitude, Wanda and SparseGPT on trained models, tfprune only) or "
         "'channels' (channel pruning and trim against unstructured and small dense models, "
         "tfprune only)",
@@ -419,9 +464,12 @@ def main(argv: list[str] | None = None) -> None:
     results_path = os.path.join(args.out, "results.json")
     if args.only:
         earlier = _earlier_results(results_path, cfg.name)
+        if args.only == "core" and not os.path.exists(results_path):
+            # The core part is the base every other part merges into: it may start afresh.
+            earlier = {"config": cfg.as_dict(), "machine": machine()}
         if isinstance(earlier, str):
             parser.exit(2, f"error: {earlier}\n")
-    if args.only in (None, "patterns") and not tfmot_available():
+    if args.only in (None, "patterns", "core") and not tfmot_available():
         parser.exit(
             2,
             "error: the benchmark compares against tensorflow-model-optimization; "
@@ -436,9 +484,13 @@ def main(argv: list[str] | None = None) -> None:
             settings, key, libraries, runner = PARTS[args.only]
             part = {k: v for k, v in cfg.as_dict().items() if k.startswith(settings)}
             results["config"] = {**results["config"], **part}
-            results[key] = run_alone(
+            setup, part_results = run_alone(
                 cfg, work, libraries, lambda w, data_path: runner(cfg, work, command, w, data_path)
             )
+            if key is None:
+                results.update(part_results, setup=setup, command=command)
+            else:
+                results[key] = part_results
         else:
             results = run(cfg, work, command)
             results["wall_s"] = time.perf_counter() - START

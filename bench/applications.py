@@ -56,6 +56,7 @@ class InterleavedPruning:
         ramp: int,
         finetune: int,
         frequency: int,
+        eager: bool = False,
     ) -> None:
         (self.x, self.y), (self.x_test, self.y_test) = data
         self.lib = lib
@@ -63,7 +64,7 @@ class InterleavedPruning:
         # Built before any training: seeding again later would make TensorFlow trace the dense
         # model's training step anew.
         bases = [build() for _ in sparsities]
-        protocol.compile_model(lib, dense)
+        protocol.compile_model(lib, dense, eager)
         self.warmup_seconds = protocol.fit(dense, self.x, self.y, warmup)
         warm = dense.get_weights()
         end = protocol.ramp_end_step(len(self.x), ramp, frequency)
@@ -72,7 +73,7 @@ class InterleavedPruning:
             base.set_weights(warm)
             schedule = lib.PolynomialDecay(0.0, target, 0, end, frequency=frequency)
             pruned = lib.prune_low_magnitude(base, schedule)
-            protocol.compile_model(lib, pruned)
+            protocol.compile_model(lib, pruned, eager)
             self.models[f"{target:g}"] = (pruned, [lib.UpdatePruningStep()])
         self.plain: dict[str, object] = {}
 
@@ -263,7 +264,7 @@ def report_section(results: dict) -> list[str]:
         "",
         *_mobilenet_table(mobilenet, cfg["mobilenet_kinds"]),
         "",
-        *_time_table(mobilenet, ramp),
+        *_time_table(mobilenet, ramp, cfg.get("mobilenet_eager", False)),
         "",
         *_resnet_table(resnet),
         "",
@@ -311,7 +312,7 @@ def _mobilenet_table(mobilenet: dict, kinds: list[str]) -> list[str]:
     return lines
 
 
-def _time_table(mobilenet: dict, ramp: int) -> list[str]:
+def _time_table(mobilenet: dict, ramp: int, eager: bool) -> list[str]:
     # The first round traces the pruned models' training steps: it is left out when it can be.
     first = 1 if len(mobilenet["rounds"]) > 1 else 0
     rounds = mobilenet["rounds"][first:]
@@ -351,6 +352,13 @@ def _time_table(mobilenet: dict, ramp: int) -> list[str]:
             + f" | {statistics.median(cpu):.2f} | {' '.join(f'{x:.2f}' for x in ramping)} | "
             f"{' '.join(f'{x:.2f}' for x in frozen)} |"
         )
+    if eager:
+        return [
+            *lines,
+            "",
+            "These models trained eagerly (`mobilenet_eager`, the test preset): the times say "
+            "nothing about traced training and are not held against the goal.",
+        ]
     return [*lines, "", f"Against the goal of 1.05 (medians): {'; '.join(verdicts)}."]
 
 

@@ -1,4 +1,6 @@
-"""The three benchmark presets: smoke (tests), quick (`make bench`), full (`make bench-full`)."""
+"""The benchmark presets: tiny (`make test`: every part, one part at a time, in the least time
+that still runs each code path), smoke (`make test-full`: one whole run), quick (`make bench`)
+and full (`make bench-full`)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ class Config:
     fine-tuning with frozen masks; `frequency` is the mask-update interval in steps. The
     `mobilenet_*` and `resnet_*` settings are those of `bench.applications` (tfprune only):
     MobileNetV2 on `mobilenet_train` digits resized to `mobilenet_size` pixels, exported as
-    `mobilenet_kinds`, and ResNet50's ramp to 90% over `resnet_updates` steps, one timed mask
+    `mobilenet_kinds` (trained eagerly when `mobilenet_eager`: no traced training step, so no
+    meaningful epoch times), and ResNet50's ramp to 90% over `resnet_updates` steps, one timed mask
     update at each step. The `pattern_*` settings are those of `bench.patterns`: its runs
     ("PATTERN@SPARSITY", " fc1" to prune only the first layer), seeds, epochs and update interval.
     The `oneshot_*` settings are those of `bench.oneshot`: its models, seeds, dense training
@@ -61,6 +64,7 @@ class Config:
     mobilenet_frequency: int = 4
     mobilenet_targets: tuple[float, ...] = (0.75, 0.9)
     mobilenet_kinds: tuple[str, ...] = ("float32", "int8")
+    mobilenet_eager: bool = False
     resnet_updates: int = 8
     pattern_runs: tuple[str, ...] = (
         "unstructured@0.5",
@@ -179,6 +183,7 @@ class Config:
             "ramp": ramp,
             "finetune": finetune,
             "frequency": self.mobilenet_frequency,
+            "eager": self.mobilenet_eager,
         }
 
     def as_dict(self) -> dict:
@@ -265,3 +270,23 @@ PRESETS = {
         channels_mobilenet_rows=4000,
     ),
 }
+# The cheapest check of each part, run one part at a time (`--only`) by `make test`: the smoke
+# settings without the language model in the accuracy and export rows (its export is tested
+# on its own in tests/test_export_recurrent.py); one pattern, the (16, 1) blocks, the layout
+# LiteRT needs a child process for (2:4 runs in tests/test_patterns.py); one round of
+# MobileNetV2 (two steps: its ramp ends at step 1), trained eagerly (tracing its training
+# steps, dense and pruned, takes most of a minute; tests/test_zoo.py traces them under
+# `--full`), with no file (its export is tested in tests/test_zoo.py and
+# tests/test_channels.py).
+PRESETS["tiny"] = dataclasses.replace(
+    PRESETS["smoke"],
+    name="tiny",
+    accuracy_models=("lenet", "cnn"),
+    export_models=("lenet",),
+    pattern_runs=("blocks 16x1@0.9",),
+    mobilenet_test=32,
+    mobilenet_epochs=(1, 1, 0),
+    mobilenet_kinds=(),
+    mobilenet_eager=True,
+    resnet_updates=1,
+)

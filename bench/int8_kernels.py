@@ -14,6 +14,7 @@ Run: `python -m bench.int8_kernels [--repeats N] [--size S]`.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 
@@ -29,15 +30,18 @@ LAYERS = {
 KINDS = ("float32", "int8")
 
 
-def write_files(out_dir: str, size: int) -> dict[tuple[str, str, int], str]:
-    """The one-layer files: {(layer, kind, width): path}."""
+def write_files(
+    out_dir: str, size: int, layers: tuple[str, ...] = tuple(LAYERS)
+) -> dict[tuple[str, str, int], str]:
+    """The one-layer files of `layers`: {(layer, kind, width): path}."""
     import keras
 
     from tfprune.export import to_tflite
 
     rng = np.random.default_rng(0)
     files = {}
-    for name, (kernel, depthwise) in LAYERS.items():
+    for name in layers:
+        kernel, depthwise = LAYERS[name]
         for width in WIDTHS:
             inputs = keras.Input((size, size, width))
             if depthwise:
@@ -55,8 +59,8 @@ def write_files(out_dir: str, size: int) -> dict[tuple[str, str, int], str]:
 
 
 def table(files: dict, latency: dict[str, dict[str, float]]) -> list[str]:
-    """Markdown rows: per layer, kernels and kind, the time at each width and the ratio of
-    each width to twice that width."""
+    """Markdown rows: per layer of `files`, kernels and kind, the time at each width and the
+    ratio of each width to twice that width (nan where a time rounds to nothing)."""
     lines = [
         "| layer | kernels | kind | "
         + " | ".join(f"{w} ch (µs)" for w in WIDTHS)
@@ -65,11 +69,13 @@ def table(files: dict, latency: dict[str, dict[str, float]]) -> list[str]:
         + " | multiply-adds |",
         "|---|---|---|" + "---:|" * (2 * len(WIDTHS)),
     ]
-    for name, (_, depthwise) in LAYERS.items():
+    names = list(dict.fromkeys(name for name, _, _ in files))
+    for name in names:
+        depthwise = LAYERS[name][1]
         for kernels, measured in latency.items():
             for kind in KINDS:
                 t = [measured[files[(name, kind, w)]] for w in WIDTHS]
-                ratios = [t[i] / t[i + 1] for i in range(len(WIDTHS) - 1)]
+                ratios = [t[i] / t[i + 1] if t[i + 1] else math.nan for i in range(len(WIDTHS) - 1)]
                 macs = "0.50" if depthwise else "0.25"
                 lines.append(
                     f"| {name} | {kernels} | {kind} | "
@@ -87,11 +93,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300, help="timed invokes per file")
     parser.add_argument("--size", type=int, default=28, help="image height and width")
+    parser.add_argument(
+        "--layers",
+        default=",".join(LAYERS),
+        help=f"comma-separated layers to time, of: {', '.join(LAYERS)} (default: all)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.size < 1:
         parser.error(f"--repeats and --size must be positive; got {args.repeats}, {args.size}")
+    layers = tuple(name.strip() for name in args.layers.split(","))
+    unknown = [name for name in layers if name not in LAYERS]
+    if unknown:
+        parser.error(f"--layers names unknown layers {unknown}; choose among {list(LAYERS)}")
     with tempfile.TemporaryDirectory(prefix="tfprune-int8-") as out_dir:
-        files = write_files(out_dir, args.size)
+        files = write_files(out_dir, args.size, layers)
         paths = list(files.values())
         latency = {
             "XNNPACK": interleaved_invoke_us(paths, args.repeats),

@@ -40,12 +40,15 @@ def ramp_end_step(rows: int, ramp_epochs: int, frequency: int) -> int:
     return max(frequency, (last // frequency) * frequency)
 
 
-def compile_model(lib, model) -> None:
-    """Adam(1e-3) on sparse categorical cross-entropy from logits; no metrics (we score)."""
+def compile_model(lib, model, eager: bool = False) -> None:
+    """Adam(1e-3) on sparse categorical cross-entropy from logits; no metrics (we score).
+
+    `eager` runs the training step eagerly (no tracing: for tests, never for timings)."""
     k = lib.keras
     model.compile(
         optimizer=k.optimizers.Adam(1e-3),
         loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=eager,
     )
 
 

@@ -12,6 +12,31 @@ from tiny_models import digits, mlp
 import tfprune
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--full",
+        action="store_true",
+        default=False,
+        help="run the slow tests in their full form, and the tests marked `full` "
+        "(make test-full); without it they run in their cheapest form (make test)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--full"):
+        return
+    left = [item for item in items if item.get_closest_marker("full") is None]
+    if len(left) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in left])
+        items[:] = left
+
+
+@pytest.fixture(scope="session")
+def full(request) -> bool:
+    """Whether the suite runs in its full form (`make test-full`)."""
+    return bool(request.config.getoption("--full"))
+
+
 @pytest.fixture(scope="session")
 def mnist():
     """512 training and 256 test digits from the embedded sample, as float32 in [0, 1]."""

@@ -7,6 +7,7 @@ compares against tfmot in a child process and fails, rather than skips, when tfm
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,11 +22,20 @@ from bench.worker import EXPORT_KINDS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.slow
-def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(tmp_path):
+# The report's heading of each part that `--only` runs.
+HEADINGS = {
+    "core": ("Training time", "Accuracy after pruning", "Exported LiteRT", "(a)", "(b)"),
+    "patterns": ("Sparsity patterns",),
+    "oneshot": ("One-shot pruning",),
+    "channels": ("Structured pruning",),
+    "mobilenet": ("MobileNetV2 and ResNet50",),
+}
+
+
+def _bench(*arguments: str) -> None:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", *arguments],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -33,9 +43,59 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
         timeout=900,
     )
     assert run.returncode == 0, run.stderr[-4000:]
+
+
+@pytest.mark.full
+def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(tmp_path):
+    _bench("--smoke", "--out", str(tmp_path))
     results = json.loads((tmp_path / "results.json").read_text())
+    _check_core(results)
+    _check_applications(results["applications"], results["config"])
+    _check_patterns(results["patterns"], results["config"])
+    _check_oneshot(results["oneshot"])
+    _check_channels(results["channels"])
+    report = (tmp_path / "RESULTS.md").read_text()
+    for heading in (h for headings in HEADINGS.values() for h in headings):
+        assert heading in report
+    plots = ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png")
+    for name in (*plots, "channels_accuracy_latency.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The core part of the cheapest preset, which the other parts merge into."""
+    out = tmp_path_factory.mktemp("tiny")
+    _bench("--tiny", "--only", "core", "--out", str(out))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("part", list(HEADINGS))
+def test_each_part_runs_alone_and_merges_into_the_report(tiny_run, part):
+    if part != "core":
+        _bench("--tiny", "--only", part, "--out", str(tiny_run))
+    results = json.loads((tiny_run / "results.json").read_text())
+    assert results["config"]["name"] == "tiny"
+    if part == "core":
+        _check_core(results)
+        plots = ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png")
+        assert all((tiny_run / name).stat().st_size > 0 for name in plots)
+    elif part == "mobilenet":
+        _check_applications(results["applications"], results["config"])
+    elif part == "patterns":
+        _check_patterns(results["patterns"], results["config"])
+    else:
+        {"oneshot": _check_oneshot, "channels": _check_channels}[part](results[part])
+    report = (tiny_run / "RESULTS.md").read_text()
+    assert all(heading in report for heading in HEADINGS[part])
+
+
+def _check_core(results):
+    """Both libraries trained, pruned to 90% and exported every model the preset names."""
+    cfg = results["config"]
     assert {s["library"] for s in results["setup"].values()} == {"tfprune", "tfmot"}
-    for model in ("lenet", "cnn", "lstm"):
+    for model in cfg["accuracy_models"]:
         for lib in ("tfprune", "tfmot"):
             (summary,) = results["accuracy"][model][lib]
             score = summary["runs"][0]["score"]
@@ -44,7 +104,7 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
     exported = {(row["model"], row["library"], row["kind"]) for row in results["export"].values()}
     assert exported == {
         (model, lib, kind)
-        for model in ("lenet", "lstm")
+        for model in cfg["export_models"]
         for lib in ("tfprune", "tfmot")
         for kind in EXPORT_KINDS[lib]
     }
@@ -58,31 +118,12 @@ def test_smoke_run_trains_and_exports_with_both_libraries_and_writes_the_report(
             assert row["accuracy"] is not None
     # A float32 file scores what its Keras model scored: for tfmot's fused LSTM only because
     # its state variables are reset before every sequence.
-    for lib in ("tfprune", "tfmot"):
+    for lib in ("tfprune", "tfmot") if "lstm" in cfg["export_models"] else ():
         keras_score = results["accuracy"]["lstm"][lib][0]["runs"][0]["score"]
         file_score = results["export"][f"lstm/{lib}/float32"]["accuracy"]
         assert file_score == pytest.approx(keras_score, rel=1e-3), lib
     assert all(len(results["mask"][lib]) == 1 for lib in ("tfprune", "tfmot"))
-    _check_applications(results["applications"])
-    _check_patterns(results["patterns"])
-    _check_oneshot(results["oneshot"])
-    _check_channels(results["channels"])
-    report = (tmp_path / "RESULTS.md").read_text()
-    for heading in (
-        "Training time",
-        "Accuracy after pruning",
-        "Exported LiteRT",
-        "(a)",
-        "(b)",
-        "MobileNetV2 and ResNet50",
-        "Sparsity patterns",
-        "One-shot pruning",
-        "Structured pruning",
-    ):
-        assert heading in report
-    plots = ("accuracy_vs_sparsity.png", "sparse_vs_dense.png", "training_time.png")
-    for name in (*plots, "channels_accuracy_latency.png"):
-        assert (tmp_path / name).stat().st_size > 0
+    assert set(results["paper"]["one_shot"]) == set(cfg["paper_models"])
 
 
 def _check_channels(part):
@@ -103,10 +144,14 @@ def _check_channels(part):
     assert files[("trimmed 50%", "float32")]["bytes_ratio"] < 0.55
 
 
-def _check_patterns(part):
-    """The smoke run's pattern part: (16, 1) blocks at 90% and 2:4, both libraries, all files."""
+def _check_patterns(part, cfg):
+    """The pattern part: (16, 1) blocks at 90% (and 2:4 in the smoke run), both libraries, all
+    files."""
     # fc1 and fc2 pruned, the 100x10 classifier dense: 90% of 265,200 of 266,200 kernel entries.
-    expected = {"blocks 16x1@0.9": 0.9 * 265_200 / 266_200, "2:4": 0.5 * 265_200 / 266_200}
+    sparsities = {"blocks 16x1@0.9": 0.9 * 265_200 / 266_200, "2:4": 0.5 * 265_200 / 266_200}
+    assert "blocks 16x1@0.9" in cfg["pattern_runs"]
+    expected = {spec: sparsities[spec] for spec in cfg["pattern_runs"]}
+    assert set(part["runs"]) == set(expected)
     for spec, sparsity in expected.items():
         for lib in ("tfprune", "tfmot"):
             (run,) = part["runs"][spec][lib]
@@ -152,17 +197,21 @@ def _check_oneshot(part):
     assert len(sparsegpt["errors"]) == 3 and all(e < plain for e, plain in pairs)
 
 
-def _check_applications(part):
-    """The smoke run's MobileNetV2 and ResNet50 part: one target, float32 files, 2 updates."""
+def _check_applications(part, cfg):
+    """The MobileNetV2 and ResNet50 part: one target, the preset's files and rounds and mask
+    updates."""
     mobilenet = part["mobilenet"]
     dense, pruned = mobilenet["models"]
     assert (dense["model"], pruned["model"]) == ("dense", "0.9")
     assert 0.0 <= dense["score"] <= 1.0 and 0.0 <= pruned["score"] <= 1.0
     assert dense["sparsity"] == 0.0 and pruned["sparsity"] == pytest.approx(0.9, abs=1e-3)
-    assert [r["order"] for r in mobilenet["rounds"]] == [["dense", "0.9"], ["0.9", "dense"]]
+    rounds = sum(cfg["mobilenet_epochs"][1:])
+    orders = [["dense", "0.9"], ["0.9", "dense"]] * rounds
+    assert [r["order"] for r in mobilenet["rounds"]] == orders[:rounds]
     files = {row["model"]: row for row in mobilenet["export"]}
-    assert {row["kind"] for row in mobilenet["export"]} == {"float32"}
-    assert 0 < files["0.9"]["bytes"] < files["dense"]["bytes"] / 4, files
+    assert {row["kind"] for row in mobilenet["export"]} == set(cfg["mobilenet_kinds"])
+    if files:
+        assert 0 < files["0.9"]["bytes"] < files["dense"]["bytes"] / 4, files
     for name, row in files.items():  # a float32 file scores what its Keras model scores
         keras_score = dense["score"] if name == "dense" else pruned["score"]
         assert row["score"] == pytest.approx(keras_score, abs=0.05)
@@ -171,7 +220,7 @@ def _check_applications(part):
     assert resnet["mask_bytes"] == resnet["pruned_entries"] > 25_000_000
     assert resnet["pruned_weight_bytes"] == 4 * resnet["pruned_entries"]
     assert resnet["sparsity"] == pytest.approx(0.9, abs=1e-6)
-    assert [u["step"] for u in resnet["updates"]] == [0, 1, 2]
+    assert [u["step"] for u in resnet["updates"]] == list(range(cfg["resnet_updates"] + 1))
     assert part["wall_s"] > 0
 
 
@@ -249,14 +298,29 @@ def test_ramp_ends_on_a_multiple_of_the_frequency(rows, epochs, frequency):
     assert end <= max(frequency, epochs * protocol.steps_per_epoch(rows) - 1)
 
 
-def test_int8_kernel_scaling_writes_verified_files_and_prints_every_ratio(capsys):
+@pytest.mark.slow
+def test_int8_kernel_scaling_writes_verified_files_and_prints_every_ratio(capsys, full):
     from bench import int8_kernels
 
-    int8_kernels.main(["--repeats", "2", "--size", "4"])
+    # The cheapest form times two layers; `make test-full` all of them.
+    layers = list(int8_kernels.LAYERS) if full else ["conv 3x3", "depthwise 3x3"]
+    int8_kernels.main(["--repeats", "2", "--size", "4", "--layers", ",".join(layers)])
     lines = capsys.readouterr().out.strip().splitlines()
     rows = [line.split("|")[1:-1] for line in lines[2:]]
     # Every layer, with both kernel sets and both kinds; a time per width, a ratio per pair.
-    assert len(rows) == len(int8_kernels.LAYERS) * 2 * len(int8_kernels.KINDS)
+    # How fast a busy machine runs them is the benchmark's business, not a unit test's: every
+    # cell is a number, a time is never negative.
+    assert [row[0].strip() for row in rows[:: 2 * len(int8_kernels.KINDS)]] == layers
+    assert len(rows) == len(layers) * 2 * len(int8_kernels.KINDS)
     for row in rows:
         assert len(row) == 3 + 2 * len(int8_kernels.WIDTHS)
-        assert all(float(cell) > 0 for cell in row[3:])
+        values = [float(cell) for cell in row[3:]]
+        assert all(v >= 0 or math.isnan(v) for v in values)
+
+
+def test_int8_kernel_scaling_refuses_an_unknown_layer(capsys):
+    from bench import int8_kernels
+
+    with pytest.raises(SystemExit):
+        int8_kernels.main(["--layers", "conv 7x7"])
+    assert "unknown layers ['conv 7x7']" in capsys.readouterr().err

@@ -161,6 +161,22 @@ def test_demo_runs_end_to_end_as_a_console_script(tmp_path):
     assert "int8 sparse" in result.stdout
     names = {p.name for p in tmp_path.iterdir()}
     assert {"lenet_pruned.keras", "pruning.png", "int8_sparse.tflite"} <= names
+    # TensorFlow's, the converter's and LiteRT's native start-up lines are not shown.
+    for noise in ("absl::InitializeLog", "I0000", "E0000", "XNNPACK delegate", "fully_quantize"):
+        assert noise not in result.stderr + result.stdout, noise
+
+
+def test_the_console_script_shows_tfprune_s_own_error_and_nothing_else(tmp_path):
+    bin_dir = os.path.dirname(sys.executable)
+    missing = str(tmp_path / "missing.keras")
+    result = subprocess.run(
+        [os.path.join(bin_dir, "tfprune"), "report", missing],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"tfprune report: {missing}: no such file\n"
 
 
 def test_command_help_lists_its_flags(capsys):

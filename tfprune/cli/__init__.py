@@ -1,5 +1,6 @@
-"""The `tfprune` command line (`tfprune.cli.main`), one module per command."""
+"""The `tfprune` command line (`tfprune.cli.main`), one module per command; the console script
+that runs it is `tfprune_cli.run`."""
 
-from tfprune.cli.main import main, run
+from tfprune.cli.main import main
 
-__all__ = ["main", "run"]
+__all__ = ["main"]

@@ -15,7 +15,7 @@ from absl import flags
 from tfprune.cli import channels, check, demo, export, oneshot, report
 from tfprune.cli.common import CommandError
 
-__all__ = ["run", "main"]
+__all__ = ["main"]
 
 _USAGE = """usage: tfprune COMMAND [flags]
 
@@ -75,8 +75,3 @@ def main(argv: Sequence[str]) -> int:
     except CommandError as e:
         print(f"tfprune {command}: {e}", file=sys.stderr)
         return 1
-
-
-def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main(sys.argv))
