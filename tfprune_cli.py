@@ -22,12 +22,11 @@ __all__ = ["native_stderr_dropped", "run"]
 @contextlib.contextmanager
 def native_stderr_dropped() -> Iterator[None]:
     """Inside, native code's writes to stderr are dropped and Python's still reach it."""
-    if os.environ.get("TFPRUNE_NATIVE_LOGS") or not hasattr(sys.stderr, "fileno"):
-        yield
-        return
     try:
-        sys.stderr.fileno()
-    except (OSError, ValueError):  # no real stderr to protect (a notebook, a captured stream)
+        real = not os.environ.get("TFPRUNE_NATIVE_LOGS") and sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):  # no real stderr (a notebook, a capture)
+        real = False
+    if not real:
         yield
         return
     sys.stderr.flush()

@@ -121,11 +121,9 @@ def run(cfg: presets.Config, work: str, command: str) -> dict:
         data_path = os.path.join(work, "data.npz")
         results["setup"] = start_workers(workers, cfg, data_path)
         log("workers ready")
-        results.update(run_training(workers, cfg, work))
+        results.update(run_core(workers, cfg, work, data_path))
         results["patterns"] = run_patterns(workers, cfg, work, data_path)
-        results["export"] = run_exports(workers, cfg, work, data_path)
-        results["paper"] = paper(workers["tfprune"], cfg, work, results)
-        log("paper claims measured")
+        workers["tfmot"].close()  # the parts that follow are tfprune's alone
         results["oneshot"] = run_oneshot(workers["tfprune"], cfg)
         results["channels"] = run_channels(workers["tfprune"], cfg, work)
         results["applications"] = applications.drive(workers["tfprune"], cfg, work, command, log)
@@ -212,7 +210,7 @@ def run_training(workers: dict, cfg: presets.Config, work: str) -> dict:
 
 
 def run_exports(workers: dict, cfg: presets.Config, work: str, data_path: str) -> dict:
-    """The exported files of both libraries, measured in LiteRT; closes the tfmot worker."""
+    """The exported files of both libraries, measured in LiteRT."""
     libs = list(workers)
     files = {}
     export: dict = {}
@@ -238,7 +236,6 @@ def run_exports(workers: dict, cfg: presets.Config, work: str, data_path: str) -
                         "latency_us": None,
                         "accuracy": None,
                     }
-    workers["tfmot"].close()  # its memory goes to the parts that follow
     measured = litert(data_path, cfg.latency_repeats, {p: i["model"] for p, i in files.items()})
     for path, info in files.items():
         key = f"{info['model']}/{info['library']}/{info['kind']}"
