@@ -111,7 +111,7 @@ def test_built_subclassed_model_is_pruned_through_a_copy():
     assert len(pruning_wrappers(pruned)) == 6
 
 
-def test_built_subclassed_model_that_cannot_be_copied_gets_a_clear_error():
+def test_a_built_subclassed_model_that_cannot_be_copied_is_pruned_in_place():
     class Plain(keras.Model):
         def __init__(self, units):  # no get_config: Keras cannot re-create it
             super().__init__()
@@ -120,25 +120,46 @@ def test_built_subclassed_model_that_cannot_be_copied_gets_a_clear_error():
         def call(self, x):
             return self.d(x)
 
+    x = floats(8, 3)
     model = Plain(2)
-    model(floats(1, 3))
-    with pytest.raises(ValueError, match="(?s)built subclassed model.*before its first call"):
-        tfprune.prune_low_magnitude(model)
+    model(x)
+    kernel = model.d.kernel
+    with pytest.raises(ValueError, match="(?s)built subclassed model 'plain.*in_place=True"):
+        tfprune.prune_low_magnitude(model, in_place=False)
+    with pytest.warns(UserWarning, match="(?s)cannot be copied.*pruned in place"):
+        pruned = tfprune.prune_low_magnitude(model, tfprune.ConstantSparsity(0.5, 0))
+    assert pruned is model and isinstance(model.d, tfprune.PruneLowMagnitude)
+    assert model.d.layer.kernel is kernel  # the same variable, the mask beside it
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, x[:, :2], epochs=1, verbose=0, callbacks=[tfprune.UpdatePruningStep()])
+    assert tfprune.sparsity_report(model).sparsity == 0.5
+    stripped = tfprune.strip_pruning(model)
+    assert stripped is model and model.d.kernel is kernel
+    assert np.count_nonzero(keras.ops.convert_to_numpy(kernel)) == 3
     unbuilt = Plain(2)
     assert tfprune.prune_low_magnitude(unbuilt) is unbuilt  # in place needs no copy
 
 
-def test_a_layer_whose_get_config_fails_is_named():
+def test_a_layer_whose_get_config_fails_is_named_and_pruned_in_place():
     class Broken(layers.Dense):
         def get_config(self):
             return {**super().get_config(), "scale": self.scale}  # never set
 
     inputs = keras.Input((3,))
-    model = keras.Model(inputs, Broken(2, name="broken")(layers.Dense(4)(inputs)))
+    broken = Broken(2, name="broken")
+    model = keras.Model(inputs, broken(layers.Dense(4)(inputs)))
+    x = floats(4, 3)
     with pytest.raises(
-        ValueError, match=r"layer 'broken' of type Broken: its get_config\(\) raises"
+        ValueError, match=r"(?s)layer 'broken' of type Broken: its get_config\(\) raises.*in_place"
     ):
-        tfprune.prune_low_magnitude(model)
+        tfprune.prune_low_magnitude(model, in_place=False)
+    with pytest.warns(UserWarning, match="pruned in place"):
+        pruned = tfprune.prune_low_magnitude(model)
+    wrapped = {w.layer.name: w.layer for w in pruning_wrappers(pruned)}
+    assert wrapped["broken"] is broken  # no copy: the model's own layer
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0))
+    stripped = tfprune.strip_pruning(pruned)  # cannot copy it either: the same layer objects
+    assert broken in stripped.layers and not pruning_wrappers(stripped)
 
 
 class KeywordBlock(layers.Layer):
@@ -215,9 +236,14 @@ def test_a_config_that_forgets_a_constructor_argument_is_refused():
             return {**super().get_config(), "units": self.dense.units, "derived": 1}
 
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, Scaled(3, scale=10.0, name="scaled")(inputs))
+    scaled = Scaled(3, scale=10.0, name="scaled")
+    model = keras.Model(inputs, scaled(inputs))
     with pytest.raises(ValueError, match=r"leaves out the constructor arguments \['scale'\]"):
-        tfprune.prune_low_magnitude(model)
+        tfprune.prune_low_magnitude(model, in_place=False)
+    # No copy, then: the model's own layer, scale and all.
+    with pytest.warns(UserWarning, match="pruned in place"):
+        pruned = tfprune.prune_low_magnitude(model)
+    assert pruning_wrappers(pruned)[0].layer is scaled
 
 
 def test_a_layer_out_of_reach_is_named():

@@ -53,6 +53,7 @@ def prune_low_magnitude(
     *,
     layers: Any = None,
     allocation: str = "layer",
+    in_place: bool | None = None,
     **options: Any,
 ) -> Any:
     """Wraps a layer, a list of layers, or the prunable layers of a model for pruning.
@@ -71,6 +72,20 @@ def prune_low_magnitude(
     and returned; a built one (Keras adds no layer to a built model) is re-created from its
     config, pruned, built and given its weights, and the copy is returned. Either saves to
     `.keras` and loads again if the model itself does.
+
+    No copy (`in_place=True`): the model's own layer objects are wrapped, so their weights
+    stay the same variables and the masks sit beside them; nothing is held twice, which a
+    large language model needs. A Functional subclass (a KerasHub backbone or causal LM)
+    stays the same object of its own class: its graph and its attributes (a backbone's
+    `transformer_layers`, which `generate` calls) call the wrappers, it saves with its own
+    config and loads again, and `strip_pruning` puts its layers back in place. A plain
+    Functional or Sequential model comes back as a new model calling the wrappers of the same
+    layers; a subclassed model, built or not, is the model itself. By default
+    (`in_place=None`) the model is copied, and when a layer cannot be copied through its
+    config (KerasHub 0.32's Llama and Qwen 3 decoder layers), the model is copied through its
+    own config instead (a KerasHub model is re-created by its constructor and given the
+    weights), and that copy is pruned in place; when neither works, the model itself is
+    pruned in place, with a warning. `in_place=False` copies or raises.
 
     Prunable weights are the kernels of Dense, EinsumDense, Conv1D/2D/3D,
     Conv1D/2D/3DTranspose, DepthwiseConv1D/2D and the pointwise kernels of SeparableConv1D/2D;
@@ -99,6 +114,9 @@ def prune_low_magnitude(
             (one magnitude threshold across all the weights that share a schedule, so that their
             total reaches the schedule's sparsity and each weight gets its own). Defaults to
             "layer".
+        in_place: None (copy the model, or prune its own layers when it cannot be copied,
+            with a warning), True (prune the model's own layers, no copy) or False (copy, or
+            raise). Defaults to None. Models only.
         **options: tfmot's structure options, with tfmot's meaning:
             `block_size=(rows, cols)` prunes whole blocks of each kernel viewed as a matrix
             `[prod(shape[:-1]), shape[-1]]` (Dense [in, out], a conv kernel [H·W·C_in, C_out]),
@@ -113,7 +131,7 @@ def prune_low_magnitude(
 
     Returns:
         A `PruneLowMagnitude` layer, a list of them, a new model (Sequential or Functional), or
-        the subclassed model itself, pruned.
+        the model itself, pruned (a subclassed model, or any model pruned in place).
 
     Raises:
         TypeError: If `to_prune` is not a layer, list or model, or an option is unknown.
@@ -145,11 +163,12 @@ def prune_low_magnitude(
             pattern=pattern,
             policy=policy,
         )
-        return wrap_model(to_prune, selection)
-    if layers is not None or allocation != "layer":
+        return wrap_model(to_prune, selection, in_place)
+    if layers is not None or allocation != "layer" or in_place is not None:
         raise ValueError(
-            "Arguments `layers` and `allocation` apply to models; wrap single layers with "
-            f"their own schedules. Received: layers={layers!r}, allocation={allocation!r}"
+            "Arguments `layers`, `allocation` and `in_place` apply to models; wrap single "
+            f"layers with their own schedules. Received: layers={layers!r}, "
+            f"allocation={allocation!r}, in_place={in_place!r}"
         )
     if isinstance(to_prune, (list, tuple)):
         return [prune_low_magnitude(layer, pruning_schedule, **options) for layer in to_prune]
@@ -170,7 +189,10 @@ def strip_pruning(model: Any = None, **kwargs: Any) -> Any:
     of the layer it wraps, with weights `weight * mask`, and every other layer is copied with
     its weights: a new model with the same layer classes and configs as before pruning, no
     tfprune state, and the same predictions; the pruned model is left untouched. A subclassed
-    model pruned in place gets its layers back in place (weights masked) and is returned.
+    model, and a Functional subclass pruned in place (`in_place=True`), get their layers back
+    in place (weights masked) and are returned. When a layer cannot be copied through its
+    config, the new model calls the same layer objects, weights masked, as the pruned model's
+    wrappers did.
 
     The weights come in the order of the model before pruning, so they fit the original model
     too: `original.set_weights(stripped.get_weights())` gives a KerasHub task (whose pruned

@@ -17,7 +17,7 @@ from keras import ops
 
 from tfprune.core.selection import LayerSelection
 from tfprune.core.wrapper import PruneLowMagnitude
-from tfprune.models.rebuild import config_of, recreate
+from tfprune.models.rebuild import CopyError, config_of, recreate
 from tfprune.models.walk import walk
 
 __all__ = ["clone_pruned", "clone_stripped", "copy_once", "copy_layer"]
@@ -38,7 +38,7 @@ def copy_layer(layer: Any) -> Any:
             if config:
                 part.build_from_config(config)
     if [type(x) for x in walk(layer)] != [type(x) for x in walk(new)]:
-        raise ValueError(
+        raise CopyError(
             f"Cannot copy layer '{layer.name}' of type {type(layer).__name__}: the copy made "
             "from its get_config() holds other layers than the original. Fix the layer's "
             "get_config()."
@@ -99,10 +99,16 @@ class _Copy:
 
     def fill(self) -> None:
         for old, new, how in self.todo:
-            if how == "copy":
-                new.set_weights(old.get_weights())
-            elif how == "wrap":
-                new.layer.set_weights(old.get_weights())
+            if how in ("copy", "wrap"):
+                target = new if how == "copy" else new.layer
+                try:
+                    target.set_weights(old.get_weights())
+                except ValueError as error:
+                    raise CopyError(
+                        f"Cannot copy layer '{old.name}' of type {type(old).__name__}: the copy "
+                        "made from its get_config() holds weights of other shapes than the "
+                        f"original ({error}). Fix the layer's get_config()."
+                    ) from error
             else:
                 masks = {id(w): m for w, m in old.pruned_weights}
                 values = []

@@ -7,10 +7,13 @@ wrapping it; the model's own `call` then runs the wrappers. A layer made of laye
 built yet (a block whose parts are built on its first call) is entered the same way and its
 parts are wrapped where it holds them. `strip_in_place` puts the layers back.
 
-Keras locks a model's state once it is built (no layer may be added), so an unbuilt model is
-pruned in place, and a built one through a copy: the model is re-created from its config,
-pruned before it is built, built like the original, and given the original's weights layer by
-layer. The original is then left untouched, as with Sequential and Functional models.
+An unbuilt model is pruned in place. A built one is pruned through a copy where it can be: the
+model is re-created from its config, pruned before it is built, built like the original, and
+given the original's weights layer by layer, so that the original is left untouched, as with
+Sequential and Functional models. With `in_place=True`, or when the model cannot be
+re-created from its config (its class has no `get_config` of its own), the built model itself
+is pruned: Keras locks a built model's layers, and it is unlocked for the swap, as Keras
+unlocks a built layer to add a variable to it.
 
 Saving: the pruned model's class becomes a subclass of its own class whose `get_config` wraps
 the model's config with the addresses of the wrapped layers and their schedules, registered
@@ -22,16 +25,19 @@ registered and `get_config` written, as Keras asks of subclassed models).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import keras
 
 from tfprune.core.selection import LayerSelection
 from tfprune.core.wrapper import PruneLowMagnitude
+from tfprune.models.rebuild import CopyError
 from tfprune.models.registry import prunes_itself
 from tfprune.models.walk import attribute_layers, walk
 
-__all__ = ["prune_subclassed", "prune_in_place", "strip_in_place", "PrunedModel"]
+__all__ = ["copy_subclassed", "prune_in_place", "strip_in_place", "PrunedModel"]
 
 
 def _replace(holder: Any, name: str, key: Any, new: Any) -> None:
@@ -93,8 +99,14 @@ def _prune_holder(
             _prune_holder(layer, selection, address, found, done)
 
 
-def prune_in_place(model: keras.Model, selection: LayerSelection) -> list[PruneLowMagnitude]:
-    """Wraps the chosen layers an unbuilt subclassed model holds in its attributes, in place.
+def prune_in_place(
+    model: keras.Model, selection: LayerSelection, built_like: keras.Model | None = None
+) -> list[PruneLowMagnitude]:
+    """Wraps the chosen layers a subclassed model holds in its attributes, in place.
+
+    A built model is unlocked for it (Keras locks a built model's layers; it unlocks them
+    itself to add a variable to a built layer). With `built_like` (the built original of an
+    unbuilt copy), the model is then built like it and given its weights.
 
     Returns:
         The new wrappers.
@@ -104,7 +116,8 @@ def prune_in_place(model: keras.Model, selection: LayerSelection) -> list[PruneL
             (the message names it), or the model holds another model.
     """
     found: list = []
-    _prune_holder(model, selection, [], found, {})
+    with _unlocked(model):
+        _prune_holder(model, selection, [], found, {})
     wrappers = list({id(w): w for _, w, _ in found}.values())
     # Keras tracks every layer the model holds, however deeply its containers nest them; the
     # ones found neither wrapped nor inside a wrapper stay where `call` still reaches them.
@@ -133,38 +146,42 @@ def prune_in_place(model: keras.Model, selection: LayerSelection) -> list[PruneL
         }
         for address, wrapper, schedule in found
     ]
+    if built_like is not None:
+        config = built_like.get_build_config()
+        if config:
+            model.build_from_config(config)
+        _copy_weights(built_like, model)
     _make_saveable(model, spec)
     return wrappers
 
 
-def prune_subclassed(model: keras.Model, selection: LayerSelection) -> tuple[keras.Model, list]:
-    """Prunes a subclassed model: in place if it is not built, else a built copy of it.
+@contextlib.contextmanager
+def _unlocked(model: Any) -> Iterator[None]:
+    tracker = getattr(model, "_tracker", None)
+    locked = tracker is not None and tracker.locked
+    if locked:
+        tracker.unlock()
+    try:
+        yield
+    finally:
+        if locked:
+            tracker.lock()
 
-    Returns:
-        The pruned model (`model` itself, or the copy) and its new wrappers.
+
+def copy_subclassed(model: keras.Model) -> keras.Model:
+    """An unbuilt copy of a built subclassed model, re-created from its config.
 
     Raises:
-        ValueError: If a built model cannot be re-created from its config, or see
-            `prune_in_place`.
+        CopyError: If the model cannot be re-created from its config.
     """
-    if not model.built:
-        return model, prune_in_place(model, selection)
     try:
-        copy = type(model).from_config(model.get_config())
+        return type(model).from_config(model.get_config())
     except (NotImplementedError, TypeError, ValueError) as error:
-        raise ValueError(
-            f"Cannot prune the built subclassed model '{model.name}': Keras allows no new "
-            "layer in a built model, and the model cannot be re-created from its config to "
-            f"be pruned before it is built ({type(error).__name__}: {error}). Prune it right "
-            "after creating it, before its first call, then train it or load its weights; or "
-            "give the class get_config() (and from_config()) so that it can be copied."
+        raise CopyError(
+            f"Cannot copy the built subclassed model '{model.name}': it cannot be re-created "
+            f"from its config ({type(error).__name__}: {error}). Give the class get_config() "
+            "(and from_config()) so that it can be copied."
         ) from error
-    wrappers = prune_in_place(copy, selection)
-    config = model.get_build_config()
-    if config:
-        copy.build_from_config(config)
-    _copy_weights(model, copy)
-    return copy, wrappers
 
 
 def _copy_weights(source: Any, target: Any) -> None:
@@ -190,15 +207,21 @@ def _copy_weights(source: Any, target: Any) -> None:
 
 def strip_in_place(model: Any) -> Any:
     """Puts back every layer a wrapper holds in the model's attributes, weights masked."""
+    with _unlocked(model):
+        _strip_holder(model)
+    if isinstance(model, PrunedModel):
+        model.__class__ = type(model).__mro__[2]
+    return model
+
+
+def _strip_holder(model: Any) -> None:
     for name, key, layer in attribute_layers(model):
         if isinstance(layer, PruneLowMagnitude):
             layer.bake()
             _replace(model, name, key, layer.layer)
         elif any(isinstance(x, PruneLowMagnitude) for x in list(walk(layer))[1:]):
-            strip_in_place(layer)
-    if isinstance(model, PrunedModel):
-        model.__class__ = type(model).__mro__[2]
-    return model
+            with _unlocked(layer):
+                _strip_holder(layer)
 
 
 class PrunedModel:

@@ -3,27 +3,44 @@
 
 A Sequential or Functional model is copied with the chosen layers wrapped
 (`tfprune.core.cloning`); a subclassed model gets its wrappers where its attributes hold its
-layers (`tfprune.core.in_place`). Either way the caller learns when much of the model stays
-dense because no rule prunes its weights.
+layers (`tfprune.core.in_place`). With `in_place=True`, or when a layer cannot be copied
+through its config, the model's own layers are wrapped instead (`tfprune.core.in_graph`): of
+a copy of the model made through its own top-level config where there is one, else of the
+model itself. Either way the caller learns when much of the model stays dense because no rule
+prunes its weights.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
 
-from tfprune.core.cloning import clone_pruned, clone_stripped
+from tfprune.core.cloning import clone_pruned, clone_stripped, copy_once
 from tfprune.core.find import is_pruned, pruning_wrappers
-from tfprune.core.in_place import prune_subclassed, strip_in_place
+from tfprune.core.in_graph import (
+    PrunedGraphModel,
+    keeps_its_class,
+    rebuild_with,
+    strip_in_graph,
+    wrap_in_graph,
+)
+from tfprune.core.in_place import (
+    PrunedModel,
+    copy_subclassed,
+    prune_in_place,
+    strip_in_place,
+)
 from tfprune.core.restored import warn_replaced_masks
 from tfprune.core.selection import LayerSelection
 from tfprune.core.wrapper import PruneLowMagnitude
+from tfprune.models.rebuild import CopyError
 from tfprune.models.registry import supports
 from tfprune.models.walk import model_kind, walk
 
-__all__ = ["wrap_model", "strip_model", "check_built"]
+__all__ = ["wrap_model", "strip_model", "check_built", "check_in_place"]
 
 
 def check_built(model: keras.Model, verb: str) -> None:
@@ -82,13 +99,27 @@ def _warn_unprunable(model: keras.Model, pruned: list[PruneLowMagnitude]) -> Non
     )
 
 
-def wrap_model(model: keras.Model, selection: LayerSelection) -> keras.Model:
+def check_in_place(in_place: Any) -> bool | None:
+    """Returns `in_place` (None, True or False), or raises a `TypeError`."""
+    if in_place is not None and not isinstance(in_place, bool):
+        raise TypeError(
+            "Argument `in_place` must be None (copy when the model can be copied), True or "
+            f"False. Received: in_place={in_place!r} of type {type(in_place).__name__}"
+        )
+    return in_place
+
+
+def wrap_model(
+    model: keras.Model, selection: LayerSelection, in_place: bool | None = None
+) -> keras.Model:
     """The model with the layers `selection` picks wrapped (see `prune_low_magnitude`).
 
     Raises:
         ValueError: If the model is unbuilt, already pruned, holds no prunable layer, or
-            `selection` names no layer or leaves none to prune.
+            `selection` names no layer or leaves none to prune, or `in_place=False` and it
+            cannot be copied.
     """
+    check_in_place(in_place)
     check_built(model, "prune")
     if is_pruned(model):
         raise ValueError(
@@ -102,11 +133,12 @@ def wrap_model(model: keras.Model, selection: LayerSelection) -> keras.Model:
         )
     if selection.policy is not None:
         selection.policy.ensure_model_supports_pruning(model)
-    if model_kind(model) == "subclassed":
-        result, wrappers = prune_subclassed(model, selection)
+    if in_place:
+        result, wrappers = _wrap_own_layers(model, selection)
+    elif model_kind(model) == "subclassed":
+        result, wrappers = _wrap_subclassed(model, selection, in_place)
     else:
-        result = clone_pruned(model, selection)
-        wrappers = pruning_wrappers(result)
+        result, wrappers = _wrap_graph(model, selection, in_place)
     selection.check_used(lambda: prunable)
     if not wrappers:
         raise ValueError(
@@ -115,6 +147,91 @@ def wrap_model(model: keras.Model, selection: LayerSelection) -> keras.Model:
         )
     _warn_unprunable(result, wrappers)
     return result
+
+
+def _wrap_own_layers(model: keras.Model, selection: LayerSelection) -> tuple[keras.Model, list]:
+    """Wraps `model`'s own layer objects: no layer is copied (see `tfprune.core.in_graph`)."""
+    kind = model_kind(model)
+    if kind == "subclassed":
+        return model, prune_in_place(model, selection)
+    if kind == "functional" and keeps_its_class(model):
+        return model, wrap_in_graph(model, selection)
+    made: list[PruneLowMagnitude] = []
+
+    def swap(layer: Any) -> Any:
+        schedule = selection.schedule_for(layer)
+        if schedule is None or isinstance(layer, keras.layers.InputLayer):
+            return layer
+        made.append(selection.wrap(layer, schedule))
+        return made[-1]
+
+    return rebuild_with(model, copy_once(swap)), made
+
+
+def _wrap_subclassed(model: keras.Model, selection: LayerSelection, in_place: bool | None):
+    if not model.built:
+        return model, prune_in_place(model, selection)
+    try:
+        copy = copy_subclassed(model)
+    except CopyError as error:
+        if in_place is False:
+            raise ValueError(
+                f"{error} Or pass `in_place=True` to prune the model's own layers (no copy: "
+                "the returned model is the model itself)."
+            ) from error
+        _warn_in_place(model, error)
+        return model, prune_in_place(model, selection)
+    wrappers = prune_in_place(copy, selection, built_like=model)
+    return copy, wrappers
+
+
+def _wrap_graph(model: keras.Model, selection: LayerSelection, in_place: bool | None):
+    try:
+        result = clone_pruned(model, selection)
+        return result, pruning_wrappers(result)
+    except CopyError as error:
+        copy = _copy_through_config(model)
+        if copy is not None:
+            return _wrap_own_layers(copy, selection)
+        if in_place is False:
+            raise ValueError(
+                f"{error} Neither can the model be re-created from its own config. Pass "
+                "`in_place=True` to prune the model's own layers (no copy: the pruned model "
+                "shares the original's layers and variables)."
+            ) from error
+        _warn_in_place(model, error)
+        return _wrap_own_layers(model, selection)
+
+
+def _copy_through_config(model: keras.Model) -> keras.Model | None:
+    """A copy of a model whose class re-creates it from its own config (a KerasHub backbone or
+    task builds its layers in its constructor), with the model's weights; None if it has no
+    such config or the copy differs."""
+    if not keeps_its_class(model):
+        return None
+    try:
+        copy = type(model).from_config(model.get_config())
+    except Exception:  # noqa: BLE001 - any failure means: no copy this way
+        return None
+    weights = model.get_weights()
+    if not copy.built or [w.shape for w in copy.get_weights()] != [w.shape for w in weights]:
+        return None
+    copy.set_weights(weights)
+    # A task's preprocessor holds its vocabulary in assets its config leaves out.
+    if getattr(model, "preprocessor", None) is not None:
+        copy.preprocessor = model.preprocessor
+    return copy
+
+
+def _warn_in_place(model: keras.Model, error: Exception) -> None:
+    warnings.warn(
+        f"Model '{model.name}' cannot be copied ({error}); its own layers are pruned in place "
+        "instead: the returned model shares them and their variables with it, and training "
+        "the pruned model changes both. Pass `in_place=True` to say so and silence this "
+        "warning.",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def strip_model(model: keras.Model) -> keras.Model:
@@ -130,6 +247,18 @@ def strip_model(model: keras.Model) -> keras.Model:
         )
     check_built(model, "strip")
     warn_replaced_masks(model, stacklevel=4)
-    if model_kind(model) == "subclassed":
+    if isinstance(model, PrunedGraphModel):
+        return strip_in_graph(model)
+    if model_kind(model) == "subclassed" or isinstance(model, PrunedModel):
         return strip_in_place(model)
-    return clone_stripped(model)
+    try:
+        return clone_stripped(model)
+    except CopyError:
+        # The same layer objects, unwrapped, in a new model of the same graph.
+        def unwrap(layer: Any) -> Any:
+            if isinstance(layer, PruneLowMagnitude):
+                layer.bake()
+                return layer.layer
+            return layer
+
+        return rebuild_with(model, unwrap)

@@ -354,11 +354,27 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self._step_source = None
         self.adopt_masks()
 
+    def settings(self) -> dict[str, Any]:
+        """The wrapper's own constructor arguments, the wrapped layer left out: with the same
+        layer, `PruneLowMagnitude(layer, **settings)` (the schedule deserialized) wraps it
+        the same way. A model pruned in place saves these beside its own config."""
+        return {
+            "name": self.name,
+            "pruning_schedule": keras.saving.serialize_keras_object(self.pruning_schedule),
+            "allocation_group": self.allocation_group,
+            **self.rule.config(),
+        }
+
+    @classmethod
+    def from_settings(cls, layer: Any, settings: dict[str, Any]) -> PruneLowMagnitude:
+        """Wraps `layer` as `settings` (from `settings()`) say."""
+        settings = dict(settings)
+        schedule = keras.saving.deserialize_keras_object(settings.pop("pruning_schedule"))
+        return cls(layer, pruning_schedule=schedule, **settings)
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config["pruning_schedule"] = keras.saving.serialize_keras_object(self.pruning_schedule)
-        config["allocation_group"] = self.allocation_group
-        config.update(self.rule.config())
+        config.update({k: v for k, v in self.settings().items() if k != "name"})
         return config
 
     @classmethod

@@ -9,7 +9,12 @@ from typing import Any
 
 import keras
 
-__all__ = ["config_of", "recreate", "deserialize_layer"]
+__all__ = ["CopyError", "config_of", "recreate", "deserialize_layer"]
+
+
+class CopyError(ValueError):
+    """A layer cannot be copied through its config (`get_config` raises, or `from_config`
+    does not give the same layer back)."""
 
 
 def _init_parameters(cls: type) -> set[str]:
@@ -56,7 +61,7 @@ def config_of(layer: Any) -> dict[str, Any]:
     try:
         return layer.get_config()
     except Exception as error:  # noqa: BLE001 - any failure of the layer's own method
-        raise ValueError(
+        raise CopyError(
             f"Cannot copy layer '{layer.name}' of type {type(layer).__name__}: its get_config() "
             f"raises {type(error).__name__}: {error}. Keras needs it to copy or save the model "
             "(keras.models.clone_model fails on it too). Fix or override that layer's "
@@ -88,14 +93,14 @@ def recreate(
         accepted = _init_parameters(cls)
         kept = {k: v for k, v in config.items() if k in accepted}
         if len(kept) == len(config):
-            raise ValueError(
+            raise CopyError(
                 f"Cannot re-create layer '{name or config.get('name')}' of type {cls.__name__}: "
                 f"from_config(get_config()) fails ({error}). Fix the layer's get_config()."
             ) from error
         missing = _forgotten(cls, config, original) if original is not None else []
         if missing:
             # The constructor would take defaults for what get_config() forgot: another layer.
-            raise ValueError(
+            raise CopyError(
                 f"Cannot re-create layer '{name or config.get('name')}' of type {cls.__name__}: "
                 f"from_config(get_config()) fails ({error}), and get_config() leaves out the "
                 f"constructor arguments {missing}. Fix the layer's get_config()."

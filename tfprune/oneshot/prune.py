@@ -62,6 +62,7 @@ def prune_one_shot(
     block_size: int = 128,
     verbose: bool = False,
     return_stats: bool = False,
+    in_place: bool | None = None,
 ) -> Any:
     """Prunes a trained model in one pass over calibration data, with no training.
 
@@ -107,12 +108,15 @@ def prune_one_shot(
         block_size: SparseGPT's column block. Defaults to 128.
         verbose: Print one line per pruned weight to stderr. Defaults to False.
         return_stats: Return `(model, stats)` with a list of `OneShotLayer`. Defaults to False.
+        in_place: As `prune_low_magnitude`'s: None (copy, or the model's own layers when it
+            cannot be copied, with a warning), True (the model's own layers: no second copy
+            of a large model) or False (copy, or raise). Defaults to None.
 
     Returns:
-        The model with `PruneLowMagnitude` wrappers holding the masks (a copy; `model` is left
-        as it was), each with `ConstantSparsity(sparsity, begin_step=0)`: fine-tune it with
-        `UpdatePruningStep` (the masks stay: pruned weights are zero, the smallest), or
-        `strip_pruning` and export it.
+        The model with `PruneLowMagnitude` wrappers holding the masks (a copy, `model` left as
+        it was, unless pruned in place), each with `ConstantSparsity(sparsity, begin_step=0)`:
+        fine-tune it with `UpdatePruningStep` (the masks stay: pruned weights are zero, the
+        smallest), or `strip_pruning` and export it.
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -143,7 +147,7 @@ def prune_one_shot(
         group=model.name,
         pattern=Pattern.of(sparsity_m_by_n=m_by_n),
     )
-    pruned = wrap_model(model, selection)
+    pruned = wrap_model(model, selection, in_place)
     targets = one_shot_targets(pruned)
     stages = Stages("prune_one_shot", enabled=verbose)
     order = _call_order(pruned, calibration_data, batch_size, targets)
