@@ -91,8 +91,6 @@ ZOO = {
     "ViTBackbone": _vit,
     "VGGBackbone": _vgg,
 }
-# Round-tripped through a weights file rather than `.keras`: see the test.
-WEIGHTS_FILE_ONLY = {"GPT2CausalLM"}
 # Their cheapest form trains eagerly and exports float32 only (see the module docstring).
 CONVNETS = {"MobileNetV2", "MobileNetV3Small", "EfficientNetV2B0"}
 
@@ -139,16 +137,11 @@ def test_prune_train_save_load_strip_export(name, tmp_path, full):
     assert report and all(
         row.sparsity == pytest.approx(SPARSITY, abs=0.5 / row.nonzeros) for row in report
     )
-    if name in WEIGHTS_FILE_ONLY:
-        # GPT2CausalLM's graph calls the backbone's token embedding again (tied output), a
-        # layer shared between a nested model and the outer graph, which Keras's .keras format
-        # re-creates as two layers. The weights file keeps the sharing.
-        pruned.save_weights(tmp_path / "model.weights.h5")
-        loaded = tfprune.prune_low_magnitude(ZOO[name](), schedule)
-        loaded.load_weights(tmp_path / "model.weights.h5")
-    else:
-        pruned.save(tmp_path / "model.keras")
-        loaded = keras.models.load_model(tmp_path / "model.keras")
+    # A KerasHub model keeps its class when pruned and saves through its own config, so a
+    # layer its parts share (GPT2CausalLM's tied token embedding) loads as one layer.
+    pruned.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded, type(model))
     for a, b in zip(
         keras.tree.flatten(pruned.predict(x, verbose=0)),
         keras.tree.flatten(loaded.predict(x, verbose=0)),

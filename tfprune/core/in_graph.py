@@ -107,13 +107,14 @@ def _swap(model: Any, swaps: dict[int, Any]) -> None:
         locked = tracker.locked
         tracker.unlock()
         try:
-            for layer in list(graph._layers):
-                new = swaps.get(id(layer))
-                if new is not None and not tracker.is_in_store("layers", new):
-                    tracker.replace_tracked_value("layers", layer, new)
             for name, key, layer in attribute_layers(graph):
                 if id(layer) in swaps:
                     _replace(graph, name, key, swaps[id(layer)])
+            # Each tracked layer gives way to its replacement in its own place (the order of
+            # the model's weights), once: setting an attribute above may have tracked the
+            # replacement already, and the old layer must go or its variables (a wrapper's
+            # masks) would stay among the model's weights.
+            _retrack(tracker, graph._layers, swaps)
         finally:
             if locked:
                 tracker.lock()
@@ -122,6 +123,17 @@ def _swap(model: Any, swaps: dict[int, Any]) -> None:
         for name in ("train_function", "test_function", "predict_function", "generate_function"):
             if getattr(holder, name, None) is not None:
                 setattr(holder, name, None)
+
+
+def _retrack(tracker: Any, layers: list[Any], swaps: dict[int, Any]) -> None:
+    order, seen = [], set()
+    for layer in layers:
+        layer = swaps.get(id(layer), layer)
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            order.append(layer)
+    layers[:] = order
+    tracker.stored_ids["layers"] = seen
 
 
 def _path(model: Any, layer: Any) -> list[str]:
@@ -172,7 +184,7 @@ def wrap_in_graph(model: Any, selection: LayerSelection) -> list[PruneLowMagnitu
             continue
         schedule = selection.schedule_for(layer)
         if schedule is not None:
-            made[id(layer)] = selection.wrap(layer, schedule)
+            made[id(layer)] = _built(selection.wrap(layer, schedule))
     spec = [
         {"path": _path(model, wrapper.layer), "settings": wrapper.settings()}
         for wrapper in made.values()
@@ -180,6 +192,14 @@ def wrap_in_graph(model: Any, selection: LayerSelection) -> list[PruneLowMagnitu
     _swap(model, made)
     _make_saveable(model, spec)
     return list(made.values())
+
+
+def _built(wrapper: PruneLowMagnitude) -> PruneLowMagnitude:
+    """`wrapper` with its masks made now (its layer is built), not at its first call: the
+    graph is not called again, and one-shot pruning reads the masks before any call."""
+    if wrapper.layer.built and not wrapper.built:
+        wrapper.build()
+    return wrapper
 
 
 def rebuild_with(model: Any, swap: Any) -> Any:
@@ -209,7 +229,7 @@ def strip_in_graph(model: Any) -> Any:
     _swap(model, {key: wrapper.layer for key, wrapper in wrappers.items()})
     if isinstance(model, PrunedGraphModel):
         model.__class__ = type(model).__mro__[2]
-        del model._tfprune_graph_spec
+        model.__dict__.pop("_tfprune_graph_spec", None)
     return model
 
 
@@ -237,7 +257,7 @@ class PrunedGraphModel:
         made = {}
         for entry in config["pruned_layers"]:
             layer = _at_path(model, entry["path"])
-            made[id(layer)] = PruneLowMagnitude.from_settings(layer, entry["settings"])
+            made[id(layer)] = _built(PruneLowMagnitude.from_settings(layer, entry["settings"]))
         _swap(model, made)
         _make_saveable(model, config["pruned_layers"])
         return model
@@ -258,4 +278,6 @@ def _make_saveable(model: Any, spec: list[dict[str, Any]]) -> None:
     _register(pruned)
     _register(PrunedGraphModel)  # the name still loads through the mixin
     model.__class__ = pruned
-    model._tfprune_graph_spec = spec
+    # Not tracked: a list attribute of a layer would become a tracked collection, which
+    # TensorFlow's export still looks for after `strip_in_graph` removes it.
+    object.__setattr__(model, "_tfprune_graph_spec", spec)

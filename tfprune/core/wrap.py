@@ -186,13 +186,16 @@ def _wrap_subclassed(model: keras.Model, selection: LayerSelection, in_place: bo
 
 
 def _wrap_graph(model: keras.Model, selection: LayerSelection, in_place: bool | None):
+    # A model of a class of its own (a KerasHub task or backbone) is copied through its own
+    # config, so the pruned model keeps its class (a causal LM still generates) and a layer
+    # two of its parts share (tied embeddings) stays one layer.
+    copy = _copy_through_config(model)
+    if copy is not None:
+        return _wrap_own_layers(copy, selection)
     try:
         result = clone_pruned(model, selection)
         return result, pruning_wrappers(result)
     except CopyError as error:
-        copy = _copy_through_config(model)
-        if copy is not None:
-            return _wrap_own_layers(copy, selection)
         if in_place is False:
             raise ValueError(
                 f"{error} Neither can the model be re-created from its own config. Pass "
