@@ -119,7 +119,7 @@ class _Copy:
                 new.set_weights(values)
 
 
-def _call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+def call_layer(layer: Any, *args: Any, **kwargs: Any) -> Any:
     # A wrapper's graph node records `mask=` for it; the layer that replaces it may not take one.
     if "mask" in kwargs and "mask" not in inspect.signature(layer.call).parameters:
         kwargs.pop("mask")
@@ -127,7 +127,7 @@ def _call(layer: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _clone_model(model: keras.Model, copier: _Copy) -> keras.Model:
-    call_function = None if isinstance(model, keras.Sequential) else _call
+    call_function = None if isinstance(model, keras.Sequential) else call_layer
     clone = keras.models.clone_model(
         model, clone_function=copier, call_function=call_function, recursive=True
     )

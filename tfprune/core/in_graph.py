@@ -32,11 +32,11 @@ from typing import Any
 
 import keras
 
-from tfprune.core.cloning import _call
-from tfprune.core.in_place import _replace
+from tfprune.core.cloning import call_layer
+from tfprune.core.in_place import own_config, replace_attribute
 from tfprune.core.selection import LayerSelection
 from tfprune.core.wrapper import PruneLowMagnitude
-from tfprune.models.walk import attribute_layers
+from tfprune.models.walk import attribute_layers, functional_class
 
 __all__ = [
     "keeps_its_class",
@@ -51,7 +51,7 @@ __all__ = [
 def keeps_its_class(model: Any) -> bool:
     """Whether `model` is a Functional subclass that saves through its own `get_config` (a
     KerasHub backbone or task) rather than through its graph of layer configs."""
-    functional = keras.src.models.functional.Functional
+    functional = functional_class()
     return (
         isinstance(model, functional)
         and not isinstance(model, keras.Sequential)
@@ -62,7 +62,7 @@ def keeps_its_class(model: Any) -> bool:
 
 def graph_models(model: Any) -> list[Any]:
     """`model` and every Functional model its graph calls, however deep, each once."""
-    functional = keras.src.models.functional.Functional
+    functional = functional_class()
     found, stack, seen = [], [model], set()
     while stack:
         current = stack.pop()
@@ -109,7 +109,7 @@ def _swap(model: Any, swaps: dict[int, Any]) -> None:
         try:
             for name, key, layer in attribute_layers(graph):
                 if id(layer) in swaps:
-                    _replace(graph, name, key, swaps[id(layer)])
+                    replace_attribute(graph, name, key, swaps[id(layer)])
             # Each tracked layer gives way to its replacement in its own place (the order of
             # the model's weights), once: setting an attribute above may have tracked the
             # replacement already, and the old layer must go or its variables (a wrapper's
@@ -151,7 +151,7 @@ def _path_to_model(model: Any, target: Any) -> list[str]:
     for layer in model._operations:
         if layer is target:
             return [layer.name]
-        if isinstance(layer, keras.src.models.functional.Functional):
+        if isinstance(layer, functional_class()):
             try:
                 return [layer.name, *_path_to_model(layer, target)]
             except LookupError:
@@ -206,7 +206,7 @@ def rebuild_with(model: Any, swap: Any) -> Any:
     """A new model of `model`'s graph calling `swap(layer)` for each of its layers: the layer
     itself (no copy), or another layer in its place (a wrapper, or the layer a wrapper holds).
     """
-    call_function = None if isinstance(model, keras.Sequential) else _call
+    call_function = None if isinstance(model, keras.Sequential) else call_layer
     return keras.models.clone_model(
         model,
         clone_function=lambda x: swap(x) if isinstance(x, keras.layers.Layer) else x,
@@ -240,14 +240,7 @@ class PrunedGraphModel:
     _tfprune_graph_spec: list[dict[str, Any]]
 
     def get_config(self) -> dict[str, Any]:
-        original = type(self).__mro__[2]
-        inner = {
-            "module": original.__module__,
-            "class_name": original.__name__,
-            "config": original.get_config(self),
-            "registered_name": keras.saving.get_registered_name(original),
-        }
-        return {"model": inner, "pruned_layers": self._tfprune_graph_spec}
+        return {"model": own_config(self), "pruned_layers": self._tfprune_graph_spec}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> keras.Model:

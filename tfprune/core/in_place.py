@@ -40,7 +40,7 @@ from tfprune.models.walk import attribute_layers, walk
 __all__ = ["copy_subclassed", "prune_in_place", "strip_in_place", "PrunedModel"]
 
 
-def _replace(holder: Any, name: str, key: Any, new: Any) -> None:
+def replace_attribute(holder: Any, name: str, key: Any, new: Any) -> None:
     value = getattr(holder, name)
     if key is None:
         setattr(holder, name, new)
@@ -75,7 +75,7 @@ def _prune_holder(
         address = [*path, name, key]
         if id(layer) in done:  # held in two places: both get the one wrapper
             if done[id(layer)] is not None:
-                _replace(holder, name, key, done[id(layer)])
+                replace_attribute(holder, name, key, done[id(layer)])
                 found.append((address, done[id(layer)], done[id(layer)].pruning_schedule))
             continue
         done[id(layer)] = None
@@ -92,7 +92,7 @@ def _prune_holder(
             if schedule is not None:
                 wrapper = selection.wrap(layer, schedule)
                 done[id(layer)] = wrapper
-                _replace(holder, name, key, wrapper)
+                replace_attribute(holder, name, key, wrapper)
                 found.append((address, wrapper, schedule))
         else:
             # A block whose parts are built on its first call: prune the parts it holds.
@@ -218,10 +218,22 @@ def _strip_holder(model: Any) -> None:
     for name, key, layer in attribute_layers(model):
         if isinstance(layer, PruneLowMagnitude):
             layer.bake()
-            _replace(model, name, key, layer.layer)
+            replace_attribute(model, name, key, layer.layer)
         elif any(isinstance(x, PruneLowMagnitude) for x in list(walk(layer))[1:]):
             with _unlocked(layer):
                 _strip_holder(layer)
+
+
+def own_config(model: Any) -> dict[str, Any]:
+    """The serialized config of a pruned model under its own class (the class its pruned
+    mixin class was made from), as `keras.saving.deserialize_keras_object` reads it."""
+    original = type(model).__mro__[2]
+    return {
+        "module": original.__module__,
+        "class_name": original.__name__,
+        "config": original.get_config(model),
+        "registered_name": keras.saving.get_registered_name(original),
+    }
 
 
 class PrunedModel:
@@ -230,14 +242,7 @@ class PrunedModel:
     _tfprune_spec: list[dict[str, Any]]
 
     def get_config(self) -> dict[str, Any]:
-        original = type(self).__mro__[2]
-        inner = {
-            "module": original.__module__,
-            "class_name": original.__name__,
-            "config": original.get_config(self),
-            "registered_name": keras.saving.get_registered_name(original),
-        }
-        return {"model": inner, "pruned": self._tfprune_spec}
+        return {"model": own_config(self), "pruned": self._tfprune_spec}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> keras.Model:
@@ -254,7 +259,7 @@ class PrunedModel:
                 made[id(layer)] = PruneLowMagnitude(
                     layer, pruning_schedule=schedule, allocation_group=entry["allocation_group"]
                 )
-            _replace(holder, name, key, made[id(layer)])
+            replace_attribute(holder, name, key, made[id(layer)])
         _make_saveable(model, config["pruned"])
         return model
 

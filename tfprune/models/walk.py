@@ -14,6 +14,7 @@ from typing import Any, Literal
 import keras
 
 __all__ = [
+    "functional_class",
     "ModelKind",
     "model_kind",
     "children",
@@ -27,7 +28,7 @@ ModelKind = Literal["sequential", "functional", "subclassed"]
 
 
 @functools.cache
-def _functional_class() -> type:
+def functional_class() -> type:
     # Keras does not export its Functional class; a model built from inputs and outputs is an
     # instance of it (as are KerasHub backbones and tasks, and user subclasses of such models).
     inputs = keras.Input((1,))
@@ -63,7 +64,7 @@ def model_kind(model: Any) -> ModelKind:
         )
     if isinstance(model, keras.Sequential):
         return "sequential"
-    return "functional" if isinstance(model, _functional_class()) else "subclassed"
+    return "functional" if isinstance(model, functional_class()) else "subclassed"
 
 
 @functools.cache
