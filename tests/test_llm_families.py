@@ -37,6 +37,18 @@ def transformer_zero_share(model) -> float:
     return sum(int(np.sum(w == 0)) for w in weights) / sum(w.size for w in weights)
 
 
+def expert_kernels_of(model) -> list:
+    """The stacked `[experts, inputs, outputs]` kernels of a mixture's transformer layers."""
+    found = [
+        v
+        for layer in model.backbone.transformer_layers
+        for v in layer.trainable_weights
+        if "expert_feedforward" in v.path
+    ]
+    assert found and all(len(v.shape) == 3 for v in found)
+    return found
+
+
 def greedy(model):
     model.compile(sampler="greedy")
     prompt = dict(PROMPT)
@@ -81,12 +93,15 @@ def test_each_family_prunes_gradually_strips_and_generates(name):
     )
     ids = greedy(fresh)
     assert ids.shape == (1, SEQUENCE) and list(ids[0, :2]) == [5, 9]
-    if name not in MIXTURES:  # experts' stacked kernels: not yet pruned (issue 22)
-        assert transformer_zero_share(fresh) == pytest.approx(SPARSITY, abs=0.01)
+    assert transformer_zero_share(fresh) == pytest.approx(SPARSITY, abs=0.01)
+    if name in MIXTURES:  # each expert of a stacked kernel has its own exact count
+        for kernel in expert_kernels_of(fresh):
+            zeros = np.sum(ops.convert_to_numpy(kernel) == 0, axis=(1, 2))
+            assert (zeros == round(SPARSITY * kernel.shape[1] * kernel.shape[2])).all()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in FAMILIES if n not in MIXTURES])
+@pytest.mark.parametrize("name", list(FAMILIES))
 def test_each_family_prunes_in_one_shot_unstructured_and_two_of_four(name):
     keras.utils.set_random_seed(0)
     lm = causal_lm(name)
@@ -100,6 +115,10 @@ def test_each_family_prunes_in_one_shot_unstructured_and_two_of_four(name):
         fresh.set_weights(stripped.get_weights())
         assert transformer_zero_share(fresh) == pytest.approx(SPARSITY, abs=0.01), method
         assert np.isfinite(fresh.predict(x, verbose=0)).all()
+        if name in MIXTURES:  # experts pruned one by one, each from its own tokens
+            for kernel in expert_kernels_of(fresh):
+                zeros = np.sum(ops.convert_to_numpy(kernel) == 0, axis=(1, 2))
+                assert (zeros == kernel.shape[1] * kernel.shape[2] // 2).all(), method
 
 
 @pytest.mark.slow

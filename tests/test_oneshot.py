@@ -220,7 +220,7 @@ def test_bad_arguments_and_data_raise_clear_errors(trained, monkeypatch):
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="'fc1/kernel' hold NaN or Inf"):
         tfprune.prune_one_shot(model, bad, 0.5)
-    monkeypatch.setattr(tfprune.oneshot.prune, "MAX_HESSIAN_INPUTS", 100)
+    monkeypatch.setattr(tfprune.oneshot.solve, "MAX_HESSIAN_INPUTS", 100)
     with pytest.raises(ValueError, match="'fc1/kernel' has 784 inputs.*wanda"):
         tfprune.prune_one_shot(model, x[:8], 0.5)
 

@@ -27,6 +27,7 @@ from tfprune.masks.allocation import ALLOCATIONS
 from tfprune.masks.channels import CRITERIA, ROLES, ChannelAxis, channel_masks, kept_groups
 from tfprune.masks.magnitude import finite_hosts, magnitude_mask, magnitude_masks, sparsity
 from tfprune.masks.patterns import Pattern
+from tfprune.models.experts import expert_axis
 from tfprune.models.registry import weight_label
 from tfprune.models.views import input_view
 from tfprune.schedules import PruningSchedule, default_schedule
@@ -96,15 +97,33 @@ class MaskRule(abc.ABC):
 
 
 class MagnitudeRule(MaskRule):
-    """Single entries: the `round(sparsity * n)` smallest magnitudes, ties by position."""
+    """Single entries: the `round(sparsity * n)` smallest magnitudes, ties by position.
+
+    A mixture of experts' stacked kernel (`[experts, inputs, outputs]`, see
+    `tfprune.models.experts`) is pruned expert by expert, each with its own exact count, when
+    the weight is pruned on its own; weights ranked together (`allocation="global"`) share one
+    threshold, experts included.
+    """
 
     kind = "magnitude"
     exact = True
 
+    def layouts(self, layer: Any, weights: list[Any]) -> list[Any]:
+        return [expert_axis(layer, w) for w in weights]
+
     def masks(self, targets: list[Any], values: list[np.ndarray], sparsity: float) -> list:
         names = [t.description for t in targets]
         if len(values) == 1:
-            return [magnitude_mask(values[0], sparsity, name=names[0])]
+            (value,), (name,) = values, names
+            axis = getattr(targets[0], "layout", None)
+            if axis is None or np.ndim(value) < 2:
+                return [magnitude_mask(value, sparsity, name=name)]
+            slices = np.moveaxis(np.asarray(value), axis, 0)
+            keep = [
+                magnitude_mask(part, sparsity, name=f"{name}, expert {e}")
+                for e, part in enumerate(slices)
+            ]
+            return [np.moveaxis(np.stack(keep), 0, axis)]
         return magnitude_masks(values, sparsity, names=names)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import keras
 
+from tfprune.models.experts import expert_kernels, is_expert_bank
 from tfprune.models.walk import walk
 
 __all__ = ["PrunableLayer", "prunable_weights", "prunes_itself", "supports", "weight_label"]
@@ -97,6 +98,8 @@ _RULES: tuple[tuple[tuple[type, ...], Callable[[Any], list[Any]]], ...] = (
 def _own_rule(layer: Any) -> Callable[[Any], list[Any]] | None:
     if isinstance(layer, PrunableLayer):
         return lambda lay: list(lay.get_prunable_weights())
+    if is_expert_bank(layer):  # KerasHub's Mixtral and Qwen 3 MoE: stacked expert kernels
+        return expert_kernels
     for classes, rule in _RULES:
         if isinstance(layer, classes):
             return rule

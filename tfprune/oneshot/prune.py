@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -15,9 +14,17 @@ from tfprune.calibration.statistics import Statistics
 from tfprune.core.selection import LayerSelection
 from tfprune.core.wrap import wrap_model
 from tfprune.masks.patterns import Pattern
-from tfprune.oneshot.sparsegpt import output_error, sparsegpt
-from tfprune.oneshot.targets import OneShotTarget, one_shot_targets
-from tfprune.oneshot.wanda import wanda_mask, wanda_scores
+from tfprune.oneshot.experts import prune_experts
+from tfprune.oneshot.solve import (
+    MAX_HESSIAN_INPUTS,
+    OneShotLayer,
+    Settings,
+    check_hessian,
+    describe,
+    magnitude,
+    prune_matrix,
+)
+from tfprune.oneshot.targets import one_shot_targets
 from tfprune.schedules import ConstantSparsity
 from tfprune.utils.checks import check_choice, check_int, check_number
 from tfprune.utils.progress import Stages
@@ -25,28 +32,6 @@ from tfprune.utils.progress import Stages
 __all__ = ["prune_one_shot", "OneShotLayer", "METHODS", "MAX_HESSIAN_INPUTS"]
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
-# SparseGPT holds a float64 `inputs x inputs` Hessian per weight: 8192 inputs take 512 MiB.
-MAX_HESSIAN_INPUTS = 8192
-
-
-@dataclasses.dataclass
-class OneShotLayer:
-    """What `prune_one_shot` did to one weight.
-
-    `method` is the one that ran ("magnitude" for weights with no input matrix: embeddings,
-    depthwise and recurrent kernels). `error` is the layer output's relative squared error on
-    the calibration rows (SparseGPT only, else None); `error_without_update` the same mask's
-    error with the weights left as they were.
-    """
-
-    name: str
-    method: str
-    inputs: int | None
-    rows: int
-    sparsity: float
-    error: float | None
-    error_without_update: float | None
-    seconds: float
 
 
 def prune_one_shot(
@@ -81,6 +66,11 @@ def prune_one_shot(
     SimpleRNN. Embeddings, depthwise, grouped and transposed convolutions and recurrent kernels
     are pruned by magnitude. Each weight prunes exactly `round(sparsity * size)` entries (N:M:
     m of every n input channels).
+
+    Mixtures of experts (stacked `[experts, ...]` kernels, as KerasHub's Mixtral and Qwen 3
+    MoE): each expert is pruned on its own, exact counts per expert, from the statistics of
+    the calibration tokens routed to it; an expert no token reaches is pruned by magnitude,
+    with a `UserWarning` and a `note` in its report row (one row per expert).
 
     Memory: calibration runs in batches of `batch_size`; statistics are accumulated, never the
     activations. SparseGPT keeps a float64 `d x d` Hessian for a weight with `d` inputs (a
@@ -151,20 +141,14 @@ def prune_one_shot(
     targets = one_shot_targets(pruned)
     stages = Stages("prune_one_shot", enabled=verbose)
     order = _call_order(pruned, calibration_data, batch_size, targets)
+    settings = Settings(method, m_by_n, dampening, block_size)
     stats = []
     for source in order:
         group = [t for t in targets if t.source is source]
-        stats += _prune_source(
-            pruned,
-            group,
-            calibration_data,
-            batch_size,
-            method,
-            m_by_n,
-            dampening,
-            block_size,
-            stages,
+        prune = (
+            prune_experts if group[0].bank is not None and method != "magnitude" else _prune_source
         )
+        stats += prune(pruned, group, calibration_data, batch_size, settings, stages)
     for wrapper in {id(t.wrapper): t.wrapper for t in targets}.values():
         wrapper.adopt_masks()
     return (pruned, stats) if return_stats else pruned
@@ -211,19 +195,15 @@ def _call_order(model, data, batch_size, targets) -> list[Any]:
     return list(order.values()) + [s for s in sources if id(s) not in order]
 
 
-def _prune_source(model, group, data, batch_size, method, m_by_n, dampening, block, stages):
+def _prune_source(model, group, data, batch_size, settings, stages):
     """Prunes the weights of `group` (one source layer) from its inputs on the data."""
     start = time.perf_counter()
-    full = method == "sparsegpt"
-    viewed = [t for t in group if t.view is not None and method != "magnitude"]
+    full = settings.method == "sparsegpt"
+    viewed = [t for t in group if t.view is not None and settings.method != "magnitude"]
     stats = {}
     for t in viewed:
-        if full and t.view.inputs > MAX_HESSIAN_INPUTS:
-            raise ValueError(
-                f"Weight '{t.name}' has {t.view.inputs} inputs; SparseGPT's Hessian is limited "
-                f"to {MAX_HESSIAN_INPUTS} (float64, {MAX_HESSIAN_INPUTS**2 * 8 >> 20} MiB). "
-                'Use method="wanda" for it, or leave it out with `layers`.'
-            )
+        if full:
+            check_hessian(t.name, t.view.inputs)
         stats[id(t)] = Statistics(t.view.inputs, full, f"weight '{t.name}'")
     if viewed:
 
@@ -239,60 +219,22 @@ def _prune_source(model, group, data, batch_size, method, m_by_n, dampening, blo
     for t in group:
         values = np.asarray(keras.ops.convert_to_numpy(t.target.weight), np.float64)
         s = stats.get(id(t))
-        error = error_plain = None
+        rule = t.wrapper.rule
         if s is None:
-            (keep,) = t.wrapper.rule.masks([t.target], [values], t.sparsity)
-            keep = np.asarray(keep).astype(bool)
-            new = values * keep
+            done = magnitude(rule, t.target, values, t.sparsity)
         else:
-            matrix = t.view.to_matrix(values)
-            new_matrix, pruned = _solve(t, matrix, s, method, m_by_n, dampening, block)
-            if full:
-                error = output_error(matrix, new_matrix, s.gram)
-                error_plain = output_error(matrix, np.where(pruned, 0.0, matrix), s.gram)
-            keep = ~t.view.from_matrix(pruned)
-            new = t.view.from_matrix(new_matrix) * keep
-        t.target.assign(keep, new)
-        seconds = time.perf_counter() - start
+            done = prune_matrix(rule, t.target, t.view, values, s, t.sparsity, settings)
+        t.target.assign(done.keep, done.values)
         row = OneShotLayer(
             t.name,
-            method if s is not None else "magnitude",
+            settings.method if s is not None else "magnitude",
             t.view.inputs if t.view else None,
             s.rows if s is not None else 0,
-            1.0 - float(np.count_nonzero(keep)) / keep.size if keep.size else 0.0,
-            error,
-            error_plain,
-            seconds,
+            done.sparsity,
+            done.error,
+            done.error_without_update,
+            time.perf_counter() - start,
         )
         out.append(row)
-        detail = f", output error {error:.4g} (mask alone {error_plain:.4g})" if full and s else ""
-        stages(f"{row.name}: {row.method}, {row.sparsity:.1%} pruned{detail}")
+        stages(describe(row))
     return out
-
-
-def _solve(t, matrix, s, method, m_by_n, dampening, block):
-    """`(new matrix, pruned)` for one viewed weight."""
-    if method == "wanda" and m_by_n is None:
-        pruned = wanda_mask(matrix, s.squares, t.sparsity)
-        return np.where(pruned, 0.0, matrix), pruned
-    if method == "wanda":
-        pruned = _pattern_mask(t, wanda_scores(matrix, s.squares))
-        return np.where(pruned, 0.0, matrix), pruned
-    if m_by_n is not None and not t.view.groups_fit(m_by_n[1]):
-        # The N:M groups are not runs of matrix columns: choose the mask from SparseGPT's
-        # scores in the weight's own layout, then update the weights around it.
-        return sparsegpt(
-            matrix,
-            s.gram,
-            t.sparsity,
-            choose=lambda score: _pattern_mask(t, score),
-            block=block,
-            dampening=dampening,
-        )
-    return sparsegpt(matrix, s.gram, t.sparsity, m_by_n=m_by_n, block=block, dampening=dampening)
-
-
-def _pattern_mask(t: OneShotTarget, score: np.ndarray) -> np.ndarray:
-    """The wrapper's mask rule applied to `score` (in matrix layout); True = pruned."""
-    (keep,) = t.wrapper.rule.masks([t.target], [t.view.from_matrix(score)], t.sparsity)
-    return ~t.view.to_matrix(np.asarray(keep).astype(bool))

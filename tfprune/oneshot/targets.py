@@ -3,7 +3,9 @@
 A wrapper's `Target` (a weight and its mask) becomes a `OneShotTarget` with a `source` (the
 layer whose calls give the weight's input rows: the weight's own layer, or for a recurrent
 cell's kernel the recurrent layer) and the weight's matrix view, or None when it multiplies no
-input (embeddings, depthwise and recurrent kernels: those are pruned by magnitude).
+input (embeddings, depthwise and recurrent kernels: those are pruned by magnitude). A mixture
+of experts' stacked kernel has no view but its `ExpertBank`: each expert is pruned from the
+tokens routed to it (`tfprune.oneshot.experts`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import keras
 
 from tfprune.core.find import pruning_wrappers
 from tfprune.masks.views import MatrixView
+from tfprune.models.experts import ExpertBank, expert_axis, expert_bank
 from tfprune.models.views import matrix_view
 from tfprune.models.walk import owner_of, walk
 
@@ -32,6 +35,8 @@ class OneShotTarget:
         view: The weight as a matrix of that input, or None.
         sparsity: The sparsity its wrapper's schedule asks for at step 0.
         name: "<layer>/<weight label>", as the report names it.
+        bank: For a stacked expert kernel, the expert bank that holds it (its `source`), with
+            the router that sends tokens to each expert; else None.
     """
 
     wrapper: Any
@@ -40,6 +45,7 @@ class OneShotTarget:
     view: MatrixView | None
     sparsity: float
     name: str
+    bank: ExpertBank | None = None
 
 
 def one_shot_targets(model: Any) -> list[OneShotTarget]:
@@ -60,5 +66,6 @@ def one_shot_targets(model: Any) -> list[OneShotTarget]:
             if "/" not in label and not weight.path.endswith(f"{wrapper.layer.name}/{label}"):
                 label = weight.path  # inside Bidirectional: forward_gru/gru_cell/kernel
             name = f"{wrapper.layer.name}/{label}"
-            found.append(OneShotTarget(wrapper, target, source, view, sparsity, name))
+            bank = expert_bank(model, owner) if expert_axis(owner, weight) == 0 else None
+            found.append(OneShotTarget(wrapper, target, source, view, sparsity, name, bank))
     return found
