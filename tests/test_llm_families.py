@@ -102,11 +102,12 @@ def test_each_family_prunes_gradually_strips_and_generates(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_each_family_prunes_in_one_shot_unstructured_and_two_of_four(name):
+def test_each_family_prunes_in_one_shot_by_each_method_unstructured_and_two_of_four(name):
     keras.utils.set_random_seed(0)
     lm = causal_lm(name)
     x = tokens(16)
-    for method, pattern in (("sparsegpt", None), ("wanda", (2, 4))):
+    runs = [(m, p) for m in ("magnitude", "wanda", "sparsegpt") for p in (None, (2, 4))]
+    for method, pattern in runs:
         pruned = tfprune.prune_one_shot(
             lm, x, None if pattern else SPARSITY, method=method, pattern=pattern
         )

@@ -9,26 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Recorder"]
+__all__ = ["CallTap", "Recorder"]
 
 
-class Recorder:
-    """Replaces `layer.call` on the instance while active, passing each call's first input to
-    `record` (as numpy) before running the layer's own call."""
+class CallTap:
+    """Replaces `layer.call` on each of `layers`' instances while active (the class's own call
+    untouched), by `self.wrap(layer, original)`; restores what was there on exit."""
 
-    def __init__(self, layers: list[Any], record) -> None:
-        self.layers, self.record = layers, record
+    def __init__(self, layers: list[Any]) -> None:
+        self.layers = layers
 
-    def __enter__(self) -> Recorder:
+    def wrap(self, layer: Any, original: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __enter__(self):
         self.own = [layer.__dict__.get("call") for layer in self.layers]
         for layer in self.layers:
-            original = layer.call
-
-            def call(*args, _layer=layer, _original=original, **kwargs):
-                self.record(_layer, args[0] if args else next(iter(kwargs.values())))
-                return _original(*args, **kwargs)
-
-            object.__setattr__(layer, "call", call)
+            object.__setattr__(layer, "call", self.wrap(layer, layer.call))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -37,3 +34,19 @@ class Recorder:
                 object.__delattr__(layer, "call")
             else:
                 object.__setattr__(layer, "call", own)
+
+
+class Recorder(CallTap):
+    """Passes each call's first input of `layers` to `record(layer, input)` while active, before
+    running the layer's own call."""
+
+    def __init__(self, layers: list[Any], record) -> None:
+        super().__init__(layers)
+        self.record = record
+
+    def wrap(self, layer: Any, original: Any) -> Any:
+        def call(*args, **kwargs):
+            self.record(layer, args[0] if args else next(iter(kwargs.values())))
+            return original(*args, **kwargs)
+
+        return call

@@ -17,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from tfprune.calibration.data import batches
 from tfprune.calibration.recorder import Recorder
 from tfprune.calibration.statistics import Statistics
 from tfprune.masks.views import dense_view
@@ -40,10 +40,11 @@ __all__ = ["prune_experts"]
 
 
 def prune_experts(
-    model: Any, group: list[Any], data: Any, batch_size: int, settings: Settings, stages: Any
+    feed: Callable[[], None], group: list[Any], settings: Settings, stages: Any
 ) -> list[OneShotLayer]:
     """Prunes the stacked kernels of one expert bank (`group`: its `OneShotTarget`s, each with
-    the same `bank`) from the tokens routed to each expert; one report row per expert."""
+    the same `bank`) from the tokens routed to each expert while `feed` runs the calibration
+    data through the part of the model that holds it; one report row per expert."""
     bank = group[0].bank
     start = time.perf_counter()
     out: list[OneShotLayer] = []
@@ -56,7 +57,7 @@ def prune_experts(
         if settings.method == "sparsegpt":
             for t in stage:
                 check_hessian(t.name, inputs)
-        stats = _routed_statistics(model, bank, hidden, inputs, data, batch_size, settings, stage)
+        stats = _routed_statistics(feed, bank, hidden, inputs, settings, stage)
         for t in stage:
             rows = _prune_kernel(t, stats, settings, start)
             out += rows
@@ -74,7 +75,7 @@ def prune_experts(
     return out
 
 
-def _routed_statistics(model, bank, hidden, inputs, data, batch_size, settings, stage):
+def _routed_statistics(feed, bank, hidden, inputs, settings, stage):
     """One `Statistics` per expert of the rows it receives: the tokens routed to it, or
     (`hidden`) their hidden units from the bank's current (pruned) weights."""
     label = f"weight '{stage[0].name}'" if len(stage) == 1 else f"expert bank '{bank.layer.name}'"
@@ -93,8 +94,7 @@ def _routed_statistics(model, bank, hidden, inputs, data, batch_size, settings, 
                 s.add(np.asarray(rows[e] if hidden else rows)[chosen])
 
     with Recorder([bank.layer], record):
-        for batch in batches(data, batch_size):
-            model(batch, training=False)
+        feed()
     return stats
 
 

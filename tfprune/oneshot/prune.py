@@ -14,6 +14,7 @@ from tfprune.calibration.statistics import Statistics
 from tfprune.core.selection import LayerSelection
 from tfprune.core.wrap import wrap_model
 from tfprune.masks.patterns import Pattern
+from tfprune.oneshot.blocks import BlockChain, model_feed
 from tfprune.oneshot.experts import prune_experts
 from tfprune.oneshot.solve import (
     MAX_HESSIAN_INPUTS,
@@ -48,12 +49,13 @@ def prune_one_shot(
     verbose: bool = False,
     return_stats: bool = False,
     in_place: bool | None = None,
+    sequential: str | bool = "blocks",
 ) -> Any:
     """Prunes a trained model in one pass over calibration data, with no training.
 
-    Layer by layer in the order the model calls them, each weight is pruned from the inputs its
-    layer receives when the calibration data run through the model, every layer before it
-    already pruned (as SparseGPT and Wanda do). `method`:
+    In the order the model calls its layers, each weight is pruned from the inputs its layer
+    receives when the calibration data run through the model, the layers before it already
+    pruned (as SparseGPT and Wanda do). `method`:
 
     * "magnitude": the smallest `|w|`, as `prune_low_magnitude` would.
     * "wanda" (Sun et al. 2023): the smallest `|w| * ||x||` within each output, no update.
@@ -76,13 +78,22 @@ def prune_one_shot(
     activations. SparseGPT keeps a float64 `d x d` Hessian for a weight with `d` inputs (a
     Dense layer's input width, a Conv2D's `kh * kw * C_in`); `d` may be up to
     `MAX_HESSIAN_INPUTS` (8192: 512 MiB), beyond which it raises: use "wanda" for such layers.
-    One forward pass over the calibration data runs per pruned layer.
+
+    Time: with `sequential="blocks"` (the default), a model that is a chain of blocks (a
+    KerasHub backbone's transformer layers, a Sequential model's layers: each block taking
+    the previous one's output, with the same masks) runs about two forward passes over the
+    calibration data in all: the first block's inputs are kept, each block is run alone to
+    record the inputs of all its weights, pruned, and run again to give the next block its
+    inputs. Other models, and `sequential="layers"`, run one forward pass of the whole model
+    per layer whose inputs are read (each layer then sees every layer before it pruned, also
+    inside its block). `sequential=False` reads every weight's inputs from the dense model in
+    one pass.
 
     Args:
         model: A built Sequential or Functional model (a KerasHub task or backbone too).
         calibration_data: The inputs (no labels): an array, a list of arrays or a dict for a
             multi-input model, or an iterable of batches (a `tf.data.Dataset`, or a generator,
-            whose batches are then kept in memory: the data are read once per pruned layer;
+            whose batches are then kept in memory: the data are read more than once;
             `(x, y)` tuples are read as `x`).
         sparsity: Fraction of each weight to prune, in [0, 1). With `pattern`, None or m/n.
             Defaults to 0.5.
@@ -101,6 +112,10 @@ def prune_one_shot(
         in_place: As `prune_low_magnitude`'s: None (copy, or the model's own layers when it
             cannot be copied, with a warning), True (the model's own layers: no second copy
             of a large model) or False (copy, or raise). Defaults to None.
+        sequential: The order in which inputs are read: "blocks" (block by block, each block
+            from the outputs of the pruned blocks before it), "layers" (layer by layer, each
+            from the outputs of every pruned layer before it) or False (every layer from the
+            dense model). Defaults to "blocks".
 
     Returns:
         The model with `PruneLowMagnitude` wrappers holding the masks (a copy, `model` left as
@@ -124,6 +139,8 @@ def prune_one_shot(
     0.5
     """
     sparsity, m_by_n = _check(method, sparsity, pattern, batch_size, dampening, block_size)
+    if sequential is not False:
+        check_choice("sequential", sequential, ("blocks", "layers", False))
     # One pass per layer: batches that can be read once are kept.
     calibration_data = replayable(calibration_data, batch_size)
     if not isinstance(model, keras.Model):
@@ -139,16 +156,37 @@ def prune_one_shot(
     )
     pruned = wrap_model(model, selection, in_place)
     targets = one_shot_targets(pruned)
+    by_source: dict[int, list[Any]] = {}
+    for t in targets:
+        by_source.setdefault(id(t.source), []).append(t)
     stages = Stages("prune_one_shot", enabled=verbose)
     order = _call_order(pruned, calibration_data, batch_size, targets)
     settings = Settings(method, m_by_n, dampening, block_size)
-    stats = []
-    for source in order:
-        group = [t for t in targets if t.source is source]
-        prune = (
-            prune_experts if group[0].bank is not None and method != "magnitude" else _prune_source
-        )
-        stats += prune(pruned, group, calibration_data, batch_size, settings, stages)
+    feed = model_feed(pruned, calibration_data, batch_size)
+    data_sources = [s for s in order if any(_needs_data(t, method) for t in by_source[id(s)])]
+    stats: list[OneShotLayer] = []
+    chain = None
+    if sequential == "blocks":
+        chain = BlockChain.of(pruned, calibration_data, batch_size, data_sources)
+    if sequential is False:
+        # Every weight from the inputs of the dense model.
+        everything = [t for s in order for t in by_source[id(s)]]
+        stats += _prune_group(feed, everything, settings, stages, dense=True)
+    elif chain is not None:
+        # The weights that need no data first (an embedding: the first block's inputs are
+        # read from it), then block by block.
+        needless = [t for s in order for t in by_source[id(s)] if not _needs_data(t, method)]
+        stats += _prune_group(feed, needless, settings, stages)
+        chain.start()
+        for i, (block, sources) in enumerate(chain.blocks):
+            group = [t for s in sources for t in by_source[id(s)] if _needs_data(t, method)]
+            stats += _prune_group(chain.feed, group, settings, stages)
+            stages(f"block '{block.name}' pruned ({i + 1}/{len(chain.blocks)})")
+            if i + 1 < len(chain.blocks):
+                chain.advance()
+    else:
+        for source in order:
+            stats += _prune_group(feed, by_source[id(source)], settings, stages)
     for wrapper in {id(t.wrapper): t.wrapper for t in targets}.values():
         wrapper.adopt_masks()
     return (pruned, stats) if return_stats else pruned
@@ -191,30 +229,62 @@ def _call_order(model, data, batch_size, targets) -> list[Any]:
     sources = list({id(t.source): t.source for t in targets}.values())
     order: dict[int, Any] = {}
     with Recorder(sources, lambda layer, _: order.setdefault(id(layer), layer)):
-        model(next(batches(data, batch_size)), training=False)
+        # One row is enough to see the order (a batch where the data come in batches).
+        model(next(batches(data, 1)), training=False)
     return list(order.values()) + [s for s in sources if id(s) not in order]
 
 
-def _prune_source(model, group, data, batch_size, settings, stages):
-    """Prunes the weights of `group` (one source layer) from its inputs on the data."""
+def _needs_data(t: Any, method: str) -> bool:
+    return method != "magnitude" and (t.view is not None or t.bank is not None)
+
+
+def _prune_group(feed, group, settings, stages, *, dense=False) -> list[OneShotLayer]:
+    """Prunes the weights of `group` (any number of source layers) from the inputs their
+    layers receive in one `feed`; expert banks each from their own routed feeds, after the
+    other weights are pruned (before, with `dense`: their inputs from the dense layers)."""
+    banks: dict[int, list[Any]] = {}
+    plain = []
+    for t in group:
+        if t.bank is not None and settings.method != "magnitude":
+            banks.setdefault(id(t.bank.layer), []).append(t)
+        else:
+            plain.append(t)
     start = time.perf_counter()
+    stats = _record(feed, plain, settings)
+    out = [] if dense else _apply(plain, stats, settings, stages, start)
+    for bank_group in banks.values():
+        out += prune_experts(feed, bank_group, settings, stages)
+    return out + _apply(plain, stats, settings, stages, start) if dense else out
+
+
+def _record(feed, group, settings) -> dict[int, Statistics]:
+    """The statistics of the inputs of every weight of `group` that the method reads, from one
+    run of `feed`."""
     full = settings.method == "sparsegpt"
-    viewed = [t for t in group if t.view is not None and settings.method != "magnitude"]
-    stats = {}
+    viewed = [t for t in group if _needs_data(t, settings.method)]
+    stats: dict[int, Statistics] = {}
+    readers: dict[int, list[Any]] = {}
+    sources: dict[int, Any] = {}
     for t in viewed:
         if full:
             check_hessian(t.name, t.view.inputs)
         stats[id(t)] = Statistics(t.view.inputs, full, f"weight '{t.name}'")
+        readers.setdefault(id(t.source), []).append(t)
+        sources[id(t.source)] = t.source
     if viewed:
 
-        def record(_, x):
+        def record(layer, x):
             rows = np.asarray(keras.ops.convert_to_numpy(x))
-            for t in viewed:
+            for t in readers[id(layer)]:
                 stats[id(t)].add(t.view.rows(rows))
 
-        with Recorder([group[0].source], record):
-            for batch in batches(data, batch_size):
-                model(batch, training=False)
+        with Recorder(list(sources.values()), record):
+            feed()
+    return stats
+
+
+def _apply(group, stats, settings, stages, start) -> list[OneShotLayer]:
+    """Prunes each weight of `group` from its statistics (by magnitude where it has none)."""
     out = []
     for t in group:
         values = np.asarray(keras.ops.convert_to_numpy(t.target.weight), np.float64)
