@@ -11,11 +11,11 @@ the vocabulary is the most frequent training words plus `<unk>` and `<eos>`.
 from __future__ import annotations
 
 import collections
-import importlib.metadata
-import os
 import re
 
 import numpy as np
+
+from bench.files import installed_file
 
 PACKAGE = "gensim"
 RELATIVE_PATH = "gensim/test/test_data/lee_background.cor"
@@ -28,19 +28,19 @@ def corpus_path() -> str:
     Raises:
         FileNotFoundError: If gensim is not installed or does not ship the file.
     """
-    try:
-        files = importlib.metadata.files(PACKAGE) or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for file in files:
-        if str(file).replace(os.sep, "/") == RELATIVE_PATH:
-            path = str(file.locate())
-            if os.path.exists(path):
-                return path
+    path = installed_file(PACKAGE, lambda name: name == RELATIVE_PATH)
+    if path is not None:
+        return path
     raise FileNotFoundError(
         f"The LSTM benchmark reads {RELATIVE_PATH} from the installed `{PACKAGE}` package, which "
         "was not found. Install the bench extra: pip install -e '.[bench]'"
     )
+
+
+def articles() -> list[str]:
+    """Returns the Lee corpus's 300 articles as they are written (not lower-cased)."""
+    with open(corpus_path(), encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 def load_corpus(
@@ -57,9 +57,8 @@ def load_corpus(
         `((x_train, y_train), (x_test, y_test), vocab_size)`: int32 arrays of shape
         `(rows, length)`, where `y` is `x` shifted by one token.
     """
-    with open(corpus_path(), encoding="utf-8") as f:
-        articles = [_TOKEN.findall(line.lower()) for line in f if line.strip()]
-    train, test = articles[:-test_articles], articles[-test_articles:]
+    tokens = [_TOKEN.findall(article.lower()) for article in articles()]
+    train, test = tokens[:-test_articles], tokens[-test_articles:]
     counts = collections.Counter(word for article in train for word in article)
     words = ["<unk>", "<eos>"] + [w for w, _ in counts.most_common(vocab_size - 2)]
     index = {w: i for i, w in enumerate(words)}
@@ -71,9 +70,3 @@ def load_corpus(
         return ids[:-1].reshape(rows, length), ids[1:].reshape(rows, length)
 
     return sequences(train), sequences(test), len(words)
-
-
-def articles() -> list[str]:
-    """Returns the Lee corpus's 300 articles as they are written (not lower-cased)."""
-    with open(corpus_path(), encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]

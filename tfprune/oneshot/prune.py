@@ -251,10 +251,14 @@ def _prune_group(feed, group, settings, stages, *, dense=False) -> list[OneShotL
             plain.append(t)
     start = time.perf_counter()
     stats = _record(feed, plain, settings)
-    out = [] if dense else _apply(plain, stats, settings, stages, start)
+    out: list[OneShotLayer] = []
+    if not dense:  # the banks then read their inputs from the pruned layers before them
+        out += _apply(plain, stats, settings, stages, start)
     for bank_group in banks.values():
         out += prune_experts(feed, bank_group, settings, stages)
-    return out + _apply(plain, stats, settings, stages, start) if dense else out
+    if dense:
+        out += _apply(plain, stats, settings, stages, start)
+    return out
 
 
 def _record(feed, group, settings) -> dict[int, Statistics]:
