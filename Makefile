@@ -8,7 +8,7 @@ LLM_STAMP := $(VENV)/.tfprune-llm-installed
 DEMO_STAMP := $(VENV)/.tfprune-demo-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-full lint format bench bench-full bench-llm bench-overhead bench-export docs notebooks clean
+.PHONY: demo test test-full lint format bench bench-full bench-llm bench-overhead bench-export bench-solvers docs notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench-overhead: $(STAMP)
 
 bench-export: $(STAMP)
 	$(BIN)/python -m bench.export
+
+# SparseGPT's solver against the reference algorithm in torch, on the same layers in one run.
+bench-solvers: $(STAMP)
+	$(BIN)/python -m bench.solvers
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

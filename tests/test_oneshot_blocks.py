@@ -134,3 +134,22 @@ def _original_kernel(lm, pruned, kernel) -> np.ndarray:
     path = names[index].replace("prune_low_magnitude_", "")
     dense = {w.path.replace("prune_low_magnitude_", ""): w for w in lm.weights}
     return ops.convert_to_numpy(dense[path])
+
+
+def test_verbose_one_shows_a_progress_bar_per_block_and_two_a_line_per_weight(capsys):
+    model, data = causal_lm("GPT2"), tokens()
+    tfprune.prune_one_shot(model, data, 0.5, method="wanda", verbose=1)
+    out, err = capsys.readouterr()
+    blocks = 2  # the tiny backbone's transformer layers
+    assert f"{blocks}/{blocks}" in out  # the Progbar's last count
+    assert "prune_one_shot:" not in err
+    tfprune.prune_one_shot(model, data, 0.5, method="wanda", verbose=2)
+    out, err = capsys.readouterr()
+    assert f"/{blocks})" in err and "wanda, 50.0% pruned" in err and "/1 " not in out
+    x = np.random.default_rng(0).standard_normal((8, 12)).astype("float32")
+    tfprune.prune_one_shot(mlp(), x, 0.5, verbose=1, sequential="layers")
+    assert "4/4" in capsys.readouterr().out  # a step per layer
+    tfprune.prune_one_shot(model, data, 0.5, method="wanda", verbose=0)
+    assert capsys.readouterr() == ("", "")
+    with pytest.raises(ValueError, match="verbose"):
+        tfprune.prune_one_shot(model, data, 0.5, verbose=3)

@@ -77,7 +77,7 @@ def command(fv: flags.FlagValues, args: Sequence[str]) -> int:
             pattern=pattern,
             layers=fv.layers,
             batch_size=fv.batch_size,
-            verbose=fv.progress,
+            verbose=2 if fv.progress else 0,
             return_stats=True,
         )
         with atomic_path(fv.output, suffix=".keras") as temp:

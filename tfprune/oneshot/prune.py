@@ -46,7 +46,7 @@ def prune_one_shot(
     batch_size: int = 32,
     dampening: float = 0.01,
     block_size: int = 128,
-    verbose: bool = False,
+    verbose: bool | int = False,
     return_stats: bool = False,
     in_place: bool | None = None,
     sequential: str | bool = "blocks",
@@ -107,7 +107,10 @@ def prune_one_shot(
         dampening: SparseGPT's Hessian dampening, relative to its mean diagonal. Defaults to
             0.01.
         block_size: SparseGPT's column block. Defaults to 128.
-        verbose: Print one line per pruned weight to stderr. Defaults to False.
+        verbose: 0 or False (silent), 1 or True (a `keras.utils.Progbar` that advances
+            as each block, or each layer when not `sequential="blocks"`, is pruned) or 2
+            (one line per pruned weight and per block on stderr, with the time it took).
+            Defaults to False.
         return_stats: Return `(model, stats)` with a list of `OneShotLayer`. Defaults to False.
         in_place: As `prune_low_magnitude`'s: None (copy, or the model's own layers when it
             cannot be copied, with a warning), True (the model's own layers: no second copy
@@ -138,7 +141,7 @@ def prune_one_shot(
     >>> tfprune.sparsity_report(pruned).sparsity
     0.5
     """
-    sparsity, m_by_n = _check(method, sparsity, pattern, batch_size, dampening, block_size)
+    sparsity, m_by_n = _check(method, sparsity, pattern, batch_size, dampening, block_size, verbose)
     if sequential is not False:
         check_choice("sequential", sequential, ("blocks", "layers", False))
     # One pass per layer: batches that can be read once are kept.
@@ -159,7 +162,7 @@ def prune_one_shot(
     by_source: dict[int, list[Any]] = {}
     for t in targets:
         by_source.setdefault(id(t.source), []).append(t)
-    stages = Stages("prune_one_shot", enabled=verbose)
+    stages = Stages("prune_one_shot", enabled=verbose == 2)
     order = _call_order(pruned, calibration_data, batch_size, targets)
     settings = Settings(method, m_by_n, dampening, block_size)
     feed = model_feed(pruned, calibration_data, batch_size)
@@ -178,25 +181,43 @@ def prune_one_shot(
         needless = [t for s in order for t in by_source[id(s)] if not _needs_data(t, method)]
         stats += _prune_group(feed, needless, settings, stages)
         chain.start()
+        bar = _progbar(verbose, len(chain.blocks), "block")
         for i, (block, sources) in enumerate(chain.blocks):
             group = [t for s in sources for t in by_source[id(s)] if _needs_data(t, method)]
             stats += _prune_group(chain.feed, group, settings, stages)
             stages(f"block '{block.name}' pruned ({i + 1}/{len(chain.blocks)})")
+            if bar is not None:
+                bar.update(i + 1)
             if i + 1 < len(chain.blocks):
                 chain.advance()
     else:
-        for source in order:
+        bar = _progbar(verbose, len(order), "layer")
+        for i, source in enumerate(order):
             stats += _prune_group(feed, by_source[id(source)], settings, stages)
+            if bar is not None:
+                bar.update(i + 1)
     for wrapper in {id(t.wrapper): t.wrapper for t in targets}.values():
         wrapper.adopt_masks()
     return (pruned, stats) if return_stats else pruned
 
 
-def _check(method, sparsity, pattern, batch_size, dampening, block_size):
+def _progbar(verbose, target: int, unit: str) -> keras.utils.Progbar | None:
+    """The progress bar of `verbose=1`, counting `target` `unit`s; None otherwise."""
+    if verbose != 1 or target == 0:
+        return None
+    return keras.utils.Progbar(target, unit_name=unit)
+
+
+def _check(method, sparsity, pattern, batch_size, dampening, block_size, verbose):
     check_choice("method", method, METHODS)
     check_int("batch_size", batch_size, 1)
     check_int("block_size", block_size, 1)
     check_number("dampening", dampening, 0.0, None)
+    if isinstance(verbose, float) or verbose not in (0, 1, 2):
+        raise ValueError(
+            "Argument `verbose` must be 0/False, 1/True or 2. "
+            f"Received: verbose={verbose!r} of type {type(verbose).__name__}"
+        )
     m_by_n = Pattern.of(sparsity_m_by_n=pattern).m_by_n if pattern is not None else None
     if m_by_n is not None:
         ratio = m_by_n[0] / m_by_n[1]
