@@ -103,6 +103,7 @@ class Config:
     channels_mobilenet_epochs: tuple[int, int, int] = (4, 6, 4)
     channels_round_to: int = 4
     llm_targets: tuple[str, ...] = ("0.5", "0.6", "0.7", "2:4", "4:8")
+    llm_owl_targets: tuple[str, ...] = ("0.7",)
     llm_length: int = 128
     llm_calibration: int = 16
     llm_test_windows: int = 16

@@ -28,6 +28,8 @@ from bench import corpus, gguf
 
 ANSWER = "LLM-RESULT "
 METHODS = ("magnitude", "wanda", "sparsegpt")
+# OWL allocation (`allocation="owl"`) runs as "<method>+owl" at these targets.
+OWL_METHODS = ("wanda+owl", "sparsegpt+owl")
 # The papers' anchor: LLaMA-2-7B on WikiText-2 (Wanda's README).
 ANCHOR = {
     "dense": 5.12,
@@ -119,12 +121,14 @@ def one(method: str, target: str, options: dict) -> dict:
     out["forward_seconds"] = forward_seconds(backbone, calibration, batch)
     if method != "dense":
         pattern = None if "." in target else tuple(int(v) for v in target.split(":"))
+        name, _, allocation = method.partition("+")
         start = time.perf_counter()
         pruned, stats = tfprune.prune_one_shot(
             backbone,
             inputs(calibration),
             None if pattern else float(target),
-            method=method,
+            method=name,
+            allocation=allocation or "layer",
             pattern=pattern,
             layers=options["layers"],
             batch_size=batch,
@@ -141,16 +145,20 @@ def one(method: str, target: str, options: dict) -> dict:
     return out
 
 
-def runs(targets: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Dense, then every method at every target."""
-    return [("dense", "-")] + [(m, t) for t in targets for m in METHODS]
+def runs(targets: tuple[str, ...], owl: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Dense, then every method at every target, with OWL's after the others at the `owl`
+    targets."""
+    out = [("dense", "-")]
+    for t in targets:
+        out += [(m, t) for m in METHODS + (OWL_METHODS if t in owl else ())]
+    return out
 
 
 def drive(cfg, log) -> dict:
     """Every run of the preset, each in a child process; the results as a JSON-ready dict."""
     options = cfg.llm_options()
     out = {"options": options, "runs": []}
-    for method, target in runs(cfg.llm_targets):
+    for method, target in runs(cfg.llm_targets, cfg.llm_owl_targets):
         child = subprocess.run(
             [sys.executable, "-m", "bench.llm", "run", method, target, json.dumps(options)],
             capture_output=True,

@@ -1,4 +1,4 @@
-"""SparseGPT's solver, tfprune against the reference algorithm, on the same layer in one run.
+"""SparseGPT's solvers, tfprune's against the reference algorithm, on the same layer in one run.
 
 The reference is SparseGPT as its authors run it (PyTorch, float32, on the active device:
 here the CPU): the damped inverse Hessian's upper Cholesky factor, then column blocks of 128
@@ -9,10 +9,12 @@ both run in one process on the same weight and Hessian.
 
 For each shape `[outputs, inputs]` (1024x1024, 2048x2048, 2048x5632 by default) and each
 pattern (50% unstructured, 2:4), a random weight and the Gram matrix of `--rows` correlated
-calibration rows; tfprune's `sparsegpt` and the reference alternate `--repeats` times. Printed:
-the median seconds of each, their ratio (tfprune / reference) and each result's output error
-`||X dW^T||^2 / ||X W^T||^2`. Run: `python -m bench.solvers [--repeats N] [--rows R]
-[--shapes 1024x1024,2048x2048]` (`make bench-solvers`).
+calibration rows; tfprune's float32 solver on the Keras backend (`tfprune.oneshot.device`, the
+default), its float64 host solver (`precision="float64"`) and the reference alternate
+`--repeats` times. Printed: the median seconds of each, the ratio of tfprune's float32 time to
+the reference's, and each result's output error `||X dW^T||^2 / ||X W^T||^2`.
+Run: `python -m bench.solvers [--repeats N] [--rows R] [--shapes 1024x1024,2048x2048]`
+(`make bench-solvers`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from functools import partial
 
 import numpy as np
 
+from tfprune.oneshot import device
 from tfprune.oneshot.sparsegpt import output_error, sparsegpt
 
 SHAPES = ((1024, 1024), (2048, 2048), (2048, 5632))
@@ -92,18 +95,23 @@ def run(shapes, repeats: int, rows: int) -> list[dict]:
     for outputs, inputs in shapes:
         weight, gram = layer(outputs, inputs, rows)
         for name, m_by_n in PATTERNS.items():
-            ours, theirs = [], []
+            ours, hosts, theirs = [], [], []
+            device.sparsegpt(weight, gram, 0.5, m_by_n=m_by_n)  # compiles once per shape
             for _ in range(repeats):  # interleaved
-                t, (mine, _) = _timed(partial(sparsegpt, weight, gram, 0.5, m_by_n=m_by_n))
+                t, (mine, _) = _timed(partial(device.sparsegpt, weight, gram, 0.5, m_by_n=m_by_n))
                 ours.append(t)
+                t, (on_host, _) = _timed(partial(sparsegpt, weight, gram, 0.5, m_by_n=m_by_n))
+                hosts.append(t)
                 t, ref = _timed(partial(reference, weight, gram, 0.5, m_by_n))
                 theirs.append(t)
             row = dict(
                 shape=f"{outputs}x{inputs}",
                 pattern=name,
                 tfprune_s=statistics.median(ours),
+                host_float64_s=statistics.median(hosts),
                 reference_s=statistics.median(theirs),
                 tfprune_error=output_error(weight, mine, gram),
+                host_float64_error=output_error(weight, on_host, gram),
                 reference_error=output_error(weight, ref, gram),
                 tfprune_zeros=float(np.mean(mine == 0)),
             )
@@ -111,7 +119,8 @@ def run(shapes, repeats: int, rows: int) -> list[dict]:
             results.append(row)
             print(
                 f"{row['shape']:>10} {name:>4}: tfprune {row['tfprune_s']:.2f} s "
-                f"(error {row['tfprune_error']:.4f}), reference {row['reference_s']:.2f} s "
+                f"(error {row['tfprune_error']:.4f}), float64 host {row['host_float64_s']:.2f} s "
+                f"(error {row['host_float64_error']:.4f}), reference {row['reference_s']:.2f} s "
                 f"(error {row['reference_error']:.4f}), ratio {row['ratio']:.2f}x",
                 flush=True,
             )

@@ -28,7 +28,8 @@ def test_prune_fit_save_load_strip_on_every_backend(backend):
     if backend != "tensorflow":
         assert not result["tensorflow_imported"]
     assert result["composite"] == ["inner/kernel", "outer/kernel"]
-    # One-shot pruning computes on the host: every backend gives this process's result.
+    # One-shot SparseGPT on every backend gives this process's result (float32 on the
+    # backend, float64 on the host).
     sys.path.insert(0, os.path.dirname(WORKER))
     from backend_worker import one_shot_fingerprints
 

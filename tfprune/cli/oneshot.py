@@ -49,6 +49,13 @@ def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer(
         "batch_size", 32, "Calibration rows per forward pass.", lower_bound=1, flag_values=fv
     )
+    flags.DEFINE_enum(
+        "allocation",
+        "layer",
+        ["layer", "owl"],
+        "layer: every weight to --sparsity; owl: per block by the outliers (same total).",
+        flag_values=fv,
+    )
     flags.DEFINE_boolean(
         "progress", True, "Print a line on stderr per pruned weight.", flag_values=fv
     )
@@ -77,6 +84,7 @@ def command(fv: flags.FlagValues, args: Sequence[str]) -> int:
             pattern=pattern,
             layers=fv.layers,
             batch_size=fv.batch_size,
+            allocation=fv.allocation,
             verbose=2 if fv.progress else 0,
             return_stats=True,
         )

@@ -16,6 +16,7 @@ from tfprune.core.wrap import wrap_model
 from tfprune.masks.patterns import Pattern
 from tfprune.oneshot.blocks import BlockChain, model_feed
 from tfprune.oneshot.experts import prune_experts
+from tfprune.oneshot.owl import exact_counts, group_sparsities, outlier_ratio
 from tfprune.oneshot.solve import (
     MAX_HESSIAN_INPUTS,
     OneShotLayer,
@@ -26,6 +27,7 @@ from tfprune.oneshot.solve import (
     prune_matrix,
 )
 from tfprune.oneshot.targets import one_shot_targets
+from tfprune.oneshot.wanda import wanda_scores
 from tfprune.schedules import ConstantSparsity
 from tfprune.utils.checks import check_choice, check_int, check_number
 from tfprune.utils.progress import Stages
@@ -47,6 +49,8 @@ def prune_one_shot(
     dampening: float = 0.01,
     block_size: int = 128,
     verbose: bool | int = False,
+    allocation: str = "layer",
+    precision: str = "float32",
     return_stats: bool = False,
     in_place: bool | None = None,
     sequential: str | bool = "blocks",
@@ -119,6 +123,16 @@ def prune_one_shot(
             from the outputs of the pruned blocks before it), "layers" (layer by layer, each
             from the outputs of every pruned layer before it) or False (every layer from the
             dense model). Defaults to "blocks".
+        allocation: "layer" (every weight pruned to `sparsity`, or to its own in `layers`) or
+            "owl" (Outlier Weighed Layerwise sparsity, Yin et al. 2024: each block's weights,
+            or each layer's where the model has no chain of blocks, get the target plus or
+            minus up to `tfprune.oneshot.owl.SPREAD`, lower where the dense model's Wanda
+            scores hold more outliers; the total over these weights exactly
+            `round(sparsity * size)`; unstructured only). Defaults to "layer".
+        precision: SparseGPT's solver: "float32" (with `keras.ops` on the backend's device,
+            compiled where the backend compiles; a Cholesky factor that fails falls back to
+            "float64" with the dampening raised, with a warning) or "float64" (numpy on the
+            host, the same on every backend). Defaults to "float32".
 
     Returns:
         The model with `PruneLowMagnitude` wrappers holding the masks (a copy, `model` left as
@@ -142,6 +156,13 @@ def prune_one_shot(
     0.5
     """
     sparsity, m_by_n = _check(method, sparsity, pattern, batch_size, dampening, block_size, verbose)
+    check_choice("allocation", allocation, ("layer", "owl"))
+    check_choice("precision", precision, ("float32", "float64"))
+    if allocation == "owl" and m_by_n is not None:
+        raise ValueError(
+            f"allocation='owl' gives each block its own sparsity; pattern={pattern!r} fixes "
+            "it. Use one of them."
+        )
     if sequential is not False:
         check_choice("sequential", sequential, ("blocks", "layers", False))
     # One pass per layer: batches that can be read once are kept.
@@ -164,13 +185,15 @@ def prune_one_shot(
         by_source.setdefault(id(t.source), []).append(t)
     stages = Stages("prune_one_shot", enabled=verbose == 2)
     order = _call_order(pruned, calibration_data, batch_size, targets)
-    settings = Settings(method, m_by_n, dampening, block_size)
+    settings = Settings(method, m_by_n, dampening, block_size, precision)
     feed = model_feed(pruned, calibration_data, batch_size)
     data_sources = [s for s in order if any(_needs_data(t, method) for t in by_source[id(s)])]
     stats: list[OneShotLayer] = []
     chain = None
     if sequential == "blocks":
         chain = BlockChain.of(pruned, calibration_data, batch_size, data_sources)
+    if allocation == "owl":
+        _owl(pruned, feed, order, by_source, sparsity, (calibration_data, batch_size), chain)
     if sequential is False:
         # Every weight from the inputs of the dense model.
         everything = [t for s in order for t in by_source[id(s)]]
@@ -199,6 +222,34 @@ def prune_one_shot(
     for wrapper in {id(t.wrapper): t.wrapper for t in targets}.values():
         wrapper.adopt_masks()
     return (pruned, stats) if return_stats else pruned
+
+
+def _owl(pruned, feed, order, by_source, sparsity, data, chain) -> None:
+    """Sets each weight's sparsity (and its wrapper's schedule) by OWL, from the Wanda scores
+    of the dense model's inputs, one group per block (or per layer)."""
+    viewed = [s for s in order if any(t.view is not None for t in by_source[id(s)])]
+    if chain is None:
+        chain = BlockChain.of(pruned, *data, viewed)
+    groups = [list(sources) for _, sources in chain.blocks] if chain else [[s] for s in viewed]
+    members = [[t for s in g for t in by_source[id(s)] if t.view is not None] for g in groups]
+    scored = [t for group in members for t in group if t.bank is None]
+    stats = _record(feed, scored, Settings("wanda", None, 0.0, 1))
+    ratios, sizes = [], []
+    for group in members:
+        scores = []
+        for t in group:
+            if id(t) in stats:
+                values = np.asarray(keras.ops.convert_to_numpy(t.target.weight), np.float64)
+                scores.append(wanda_scores(t.view.to_matrix(values), stats[id(t)].squares))
+        ratios.append(outlier_ratio(scores))
+        sizes.append(sum(int(np.prod(t.target.weight.shape)) for t in group))
+    levels = group_sparsities(ratios, sizes, sparsity)
+    flat = [(t, level) for group, level in zip(members, levels, strict=True) for t in group]
+    weights = [int(np.prod(t.target.weight.shape)) for t, _ in flat]
+    counts = exact_counts([level for _, level in flat], weights, sparsity)
+    for (t, level), count, size in zip(flat, counts, weights, strict=True):
+        t.sparsity = count / size if size else 0.0
+        t.wrapper.pruning_schedule = ConstantSparsity(level, begin_step=0)
 
 
 def _progbar(verbose, target: int, unit: str) -> keras.utils.Progbar | None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from tfprune.calibration.statistics import Statistics
 from tfprune.masks.views import MatrixView
+from tfprune.oneshot import device
 from tfprune.oneshot.sparsegpt import output_error, sparsegpt
 from tfprune.oneshot.wanda import wanda_mask, wanda_scores
 
@@ -83,6 +84,7 @@ class Settings:
     m_by_n: tuple[int, int] | None
     dampening: float
     block: int
+    precision: str = "float32"
 
 
 @dataclasses.dataclass
@@ -135,14 +137,15 @@ def prune_matrix(
         new_matrix = np.where(pruned, 0.0, matrix)
     else:
         options = dict(block=settings.block, dampening=settings.dampening)
+        solver = device.sparsegpt if settings.precision == "float32" else sparsegpt
         if m_by_n is not None and not view.groups_fit(m_by_n[1]):
             # The N:M groups are not runs of matrix columns: choose the mask from SparseGPT's
             # scores in the weight's own layout, then update the weights around it.
-            new_matrix, pruned = sparsegpt(
+            new_matrix, pruned = solver(
                 matrix, stats.gram, sparsity, choose=pattern_mask, **options
             )
         else:
-            new_matrix, pruned = sparsegpt(matrix, stats.gram, sparsity, m_by_n=m_by_n, **options)
+            new_matrix, pruned = solver(matrix, stats.gram, sparsity, m_by_n=m_by_n, **options)
         error = output_error(matrix, new_matrix, stats.gram)
         error_plain = output_error(matrix, np.where(pruned, 0.0, matrix), stats.gram)
     keep = ~view.from_matrix(pruned)

@@ -1,0 +1,237 @@
+"""SparseGPT on the Keras backend, in float32: the same algorithm as `tfprune.oneshot.sparsegpt`
+(the host float64 solver), run with `keras.ops` on the backend's device.
+
+Per column block (128 columns), three steps:
+
+* the mask: the block's share of the smallest `w^2 / [U]_jj^2`, found exactly by bisection on
+  the scores' bit patterns (non-negative floats order as their bits), ties to the earlier
+  entry in row-major order, as a stable sort would; N:M: each group's m smallest, chosen when
+  the group is reached;
+* the column loop: each column's pruned entries, divided by `U_jj`, are the errors spread over
+  the block's later columns along row j of `U` (one rank-1 update per column);
+* the rest: the block's errors `E` solve `E U_block = W_before - W_after` (one triangular
+  solve), and the later columns take `W -= E U[block, later]` (one matrix product).
+
+The mask and the loop are compiled where the backend compiles (TensorFlow: XLA; JAX: `jit`;
+PyTorch runs them eagerly). A Cholesky factor that fails (or is not finite) in float32 falls
+back to the host float64 solver with the dampening raised, with a warning that says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfprune.calibration.ridge import damped
+from tfprune.masks.magnitude import num_pruned
+from tfprune.oneshot import sparsegpt as host
+
+__all__ = ["sparsegpt"]
+
+# The dampening is raised this many times (x10 each) before the solver gives up.
+_RETRIES = 4
+
+
+def _compiled(fn: Callable) -> Callable:
+    """`fn` compiled for the active backend (eager where it does not compile)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+def _factor(gram: np.ndarray, dampening: float):
+    """The upper factor `U` (`U^T U = H^-1`, H damped) as a float32 tensor, and the dead
+    inputs; None where the factor fails. With `H = V V^T`, `V` upper, `U = V^-1`; `V` is the
+    Cholesky factor of `H` with its rows and columns reversed."""
+    h = gram.copy()
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    h = damped(h, dampening)
+    try:
+        lower = ops.cholesky(ops.convert_to_tensor(h[::-1, ::-1].copy(), "float32"))
+        upper = ops.flip(ops.flip(lower, 0), 1)
+        u = ops.solve_triangular(upper, ops.eye(len(h), dtype="float32"), lower=False)
+        ok = bool(ops.convert_to_numpy(ops.all(ops.isfinite(u))))
+    except Exception:  # the backends' own errors for a matrix that is not positive definite
+        return None, dead
+    return (u if ok else None), dead
+
+
+def _smallest(bits, count):
+    """True at the `count` smallest of the int32 vector `bits`, ties to the earlier entry."""
+
+    def narrow(lo, hi):
+        mid = lo + (hi - lo) // 2
+        enough = ops.sum(ops.cast(bits <= mid, "int32")) >= count
+        return ops.where(enough, lo, mid), ops.where(enough, mid, hi)
+
+    start = (ops.min(bits) - 1, ops.max(bits))  # count(<= lo) = 0; count(<= hi) = all
+    _, kth = ops.while_loop(lambda lo, hi: hi - lo > 1, narrow, start)
+    below = bits < kth
+    tied = bits == kth
+    need = count - ops.sum(ops.cast(below, "int32"))
+    return ops.logical_or(below, ops.logical_and(tied, ops.cumsum(ops.cast(tied, "int32")) <= need))
+
+
+def _bits(w, diag, dead):
+    """The scores `w^2 / d^2` as int32 bit patterns (order-preserving), dead inputs -1."""
+    bits = ops.view(ops.square(w / diag[None, :]), "int32")
+    return ops.where(dead[None, :], -1, bits)
+
+
+def _select(w, diag, dead, share):
+    """The block's mask: its `share` smallest scores."""
+    flat = ops.reshape(_bits(w, diag, dead), (-1,))
+    return ops.reshape(_smallest(flat, share), ops.shape(w))
+
+
+def _sweep(w, pruned, diag, u):
+    """The column loop with a fixed mask; returns the block's columns after it (pruned
+    entries ~0, not yet zeroed)."""
+    scale = ops.cast(pruned, w.dtype) / diag[None, :]
+
+    def column(i, w1):
+        error = ops.take(w1, i, axis=1) * ops.take(scale, i, axis=1)
+        return w1 - ops.outer(error, ops.take(u, i, axis=0))
+
+    return ops.fori_loop(0, ops.shape(w)[1], column, w)
+
+
+def _n_m_sweep(m: int, n: int):
+    """The column loop of an N:M block: each group of `n` columns chooses its `m` smallest
+    scores per row when it is reached, then runs its columns."""
+
+    def sweep(w, diag, dead, u):
+        rows, width = ops.shape(w)
+        earlier = ops.triu(ops.ones((n, n), "bool"), 1)  # [k, j]: k before j
+
+        def group(g, state):
+            w1, pruned = state
+            at = g * n + ops.arange(n)
+            bits = _bits(ops.take(w1, at, axis=1), ops.take(diag, at), ops.take(dead, at))
+            # Rank of each entry in its row: smaller scores, and equal ones before it.
+            below = bits[:, None, :] < bits[:, :, None]
+            tie = ops.logical_and(bits[:, None, :] == bits[:, :, None], ops.transpose(earlier))
+            rank = ops.sum(ops.cast(ops.logical_or(below, tie), "int32"), axis=-1)
+            chosen = ops.cast(rank < m, w.dtype)
+            place = ops.one_hot(at, width, dtype=w.dtype)  # [n, width]
+            pruned = pruned + ops.matmul(chosen, place)
+            scale = chosen / ops.take(diag, at)[None, :]
+            for i in range(n):
+                error = ops.take(w1, at[i], axis=1) * scale[:, i]
+                w1 = w1 - ops.outer(error, ops.take(u, at[i], axis=0))
+            return w1, pruned
+
+        start = (w, ops.zeros((rows, width), w.dtype))
+        w1, pruned = ops.fori_loop(0, width // n, group, start)
+        return w1, pruned > 0.5
+
+    return sweep
+
+
+@functools.cache
+def _steps(backend: str, m_by_n: tuple[int, int] | None) -> tuple[Callable, ...]:
+    """The compiled steps for `backend` (the cache key: Keras may switch backends only in a
+    new process, but tests compare them)."""
+    del backend
+    if m_by_n is None:
+        return _compiled(_select), _compiled(_sweep)
+    return (_compiled(_n_m_sweep(*m_by_n)),)
+
+
+def sparsegpt(
+    matrix: np.ndarray,
+    gram: np.ndarray,
+    sparsity: float,
+    *,
+    m_by_n: tuple[int, int] | None = None,
+    choose: Callable[[np.ndarray], np.ndarray] | None = None,
+    block: int = 128,
+    dampening: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SparseGPT on the backend in float32; the arguments and results of
+    `tfprune.oneshot.sparsegpt.sparsegpt` (numpy in, numpy out; the result float64)."""
+    u, dead = _factor(gram, dampening)
+    if u is None:
+        return _fallback(matrix, gram, sparsity, m_by_n, choose, block, dampening)
+    outputs, inputs = matrix.shape
+    if m_by_n is not None:
+        block = max(m_by_n[1], block - block % m_by_n[1])
+    diag = ops.diagonal(u)
+    dead_t = ops.convert_to_tensor(dead)
+    k = num_pruned(matrix.size, sparsity)
+    fixed = None
+    if choose is not None:
+        d = ops.convert_to_numpy(diag).astype(np.float64)
+        score = matrix.astype(np.float64) ** 2 / d[None, :] ** 2
+        score[:, dead] = 0.0
+        fixed = np.asarray(choose(score), bool)
+    steps = _steps(keras.backend.backend(), None if choose is not None else m_by_n)
+    rest = ops.convert_to_tensor(matrix, "float32")
+    done, masks = [], []
+    for start in range(0, inputs, block):
+        end = min(start + block, inputs)
+        w = rest[:, : end - start]
+        u_block, d_block, dead_block = u[start:end, start:end], diag[start:end], dead_t[start:end]
+        if fixed is not None:
+            pruned = ops.convert_to_tensor(fixed[:, start:end])
+            after = steps[1](w, pruned, d_block, u_block)
+        elif m_by_n is None:
+            share = round(k * end / inputs) - round(k * start / inputs)
+            pruned = steps[0](w, d_block, dead_block, ops.convert_to_tensor(share, "int32"))
+            after = steps[1](w, pruned, d_block, u_block)
+        else:
+            after, pruned = steps[0](w, d_block, dead_block, u_block)
+        done.append(ops.where(pruned, 0.0, after))
+        masks.append(pruned)
+        if end < inputs:
+            # The block's errors E: E U_block = w - after.
+            errors = ops.transpose(
+                ops.solve_triangular(ops.transpose(u_block), ops.transpose(w - after), lower=True)
+            )
+            rest = rest[:, end - start :] - ops.matmul(errors, u[start:end, end:])
+    new = ops.convert_to_numpy(ops.concatenate(done, axis=1)).astype(np.float64)
+    mask = ops.convert_to_numpy(ops.concatenate(masks, axis=1)).astype(bool)
+    if not np.all(np.isfinite(new)):
+        return _fallback(matrix, gram, sparsity, m_by_n, choose, block, dampening)
+    return new, mask
+
+
+def _fallback(matrix, gram, sparsity, m_by_n, choose, block, dampening):
+    """The host float64 solver, the dampening raised x10 until its factor holds."""
+    for _ in range(_RETRIES):
+        dampening = max(dampening, 1e-4) * 10
+        try:
+            out = host.sparsegpt(
+                matrix,
+                gram,
+                sparsity,
+                m_by_n=m_by_n,
+                choose=choose,
+                block=block,
+                dampening=dampening,
+            )
+        except np.linalg.LinAlgError:
+            continue
+        warnings.warn(
+            "SparseGPT's float32 Cholesky factor failed on this weight's Hessian; it was "
+            f"solved in float64 on the host with the dampening raised to {dampening:g}.",
+            stacklevel=3,
+        )
+        return out
+    raise ValueError(
+        f"SparseGPT's Hessian is not positive definite even with dampening {dampening:g}; "
+        "give more calibration data, or prune this weight with method='wanda'."
+    )
