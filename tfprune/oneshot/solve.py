@@ -17,7 +17,7 @@ import numpy as np
 from tfprune.calibration.statistics import Statistics
 from tfprune.masks.views import MatrixView
 from tfprune.oneshot import device
-from tfprune.oneshot.sparsegpt import output_error, sparsegpt
+from tfprune.oneshot.sparsegpt import output_errors, sparsegpt
 from tfprune.oneshot.wanda import wanda_mask, wanda_scores
 
 __all__ = [
@@ -146,7 +146,8 @@ def prune_matrix(
             )
         else:
             new_matrix, pruned = solver(matrix, stats.gram, sparsity, m_by_n=m_by_n, **options)
-        error = output_error(matrix, new_matrix, stats.gram)
-        error_plain = output_error(matrix, np.where(pruned, 0.0, matrix), stats.gram)
+        error, error_plain = output_errors(
+            matrix, [new_matrix, np.where(pruned, 0.0, matrix)], stats.gram
+        )
     keep = ~view.from_matrix(pruned)
     return Pruned(keep, view.from_matrix(new_matrix) * keep, error, error_plain)

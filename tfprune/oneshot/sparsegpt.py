@@ -17,7 +17,7 @@ import numpy as np
 from tfprune.calibration.ridge import damped
 from tfprune.masks.magnitude import num_pruned
 
-__all__ = ["sparsegpt", "output_error"]
+__all__ = ["sparsegpt", "output_error", "output_errors"]
 
 
 def _inverse_factor(gram: np.ndarray, dampening: float) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +98,16 @@ def sparsegpt(
 def output_error(before: np.ndarray, after: np.ndarray, gram: np.ndarray) -> float:
     """`||X (after - before)^T||^2 / ||X before^T||^2`: the layer output's relative squared
     error on the calibration rows, from `gram = X^T X`."""
-    delta = (after - before).astype(np.float64)
-    reference = float(np.einsum("ij,jk,ik->", before, gram, before))
-    return float(np.einsum("ij,jk,ik->", delta, gram, delta)) / max(reference, 1e-30)
+    return output_errors(before, [after], gram)[0]
+
+
+def output_errors(before: np.ndarray, afters: list[np.ndarray], gram: np.ndarray) -> list[float]:
+    """`output_error` of each of `afters`, the reference `||X before^T||^2` computed once (by
+    matrix products, one per matrix)."""
+    before = np.asarray(before, np.float64)
+    reference = max(float(np.sum((before @ gram) * before)), 1e-30)
+    out = []
+    for after in afters:
+        delta = np.asarray(after, np.float64) - before
+        out.append(float(np.sum((delta @ gram) * delta)) / reference)
+    return out
