@@ -12,7 +12,8 @@ Per column block (128 columns), three steps:
 * the rest: the block's errors `E` solve `E U_block = W_before - W_after` (one triangular
   solve), and the later columns take `W -= E U[block, later]` (one matrix product).
 
-The mask and the loop are compiled where the backend compiles (TensorFlow: XLA; JAX: `jit`;
+The mask and the loop are compiled through Keras (a small model's `predict_on_batch` with
+`jit_compile`: XLA on TensorFlow, `jit` on JAX; never importing the backend here);
 PyTorch runs them eagerly). A Cholesky factor that fails (or is not finite) in float32 falls
 back to the host float64 solver with the dampening raised, with a warning that says so.
 """
@@ -39,18 +40,30 @@ _RETRIES = 4
 _DIRECT = 512
 
 
+class _Compiled(keras.Model):
+    """`fn` as a model whose `predict_on_batch` Keras compiles with XLA (TensorFlow) or `jit`
+    (JAX); the backend is never imported here."""
+
+    def __init__(self, fn: Callable):
+        super().__init__(name=f"tfprune_{fn.__name__}")
+        self._fn = fn
+        self.jit_compile = True
+        self.built = True
+
+    def call(self, inputs):
+        return self._fn(*inputs)
+
+
 def _compiled(fn: Callable) -> Callable:
-    """`fn` compiled for the active backend (eager where it does not compile)."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
+    """`fn` compiled for the active backend (eager where it does not compile: PyTorch)."""
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        return fn
+    model = _Compiled(fn)
 
-        return tf.function(fn, jit_compile=True)
-    if backend == "jax":
-        import jax
+    def run(*args):
+        return model.predict_on_batch(args)
 
-        return jax.jit(fn)
-    return fn
+    return run
 
 
 def _factor(gram: np.ndarray, dampening: float):
@@ -104,7 +117,9 @@ def _smallest(bits, count):
 
 def _bits(w, diag, dead):
     """The scores `w^2 / d^2` as int32 bit patterns (order-preserving), dead inputs -1."""
-    bits = ops.view(ops.square(w / diag[None, :]), "int32")
+    scores = ops.square(w / diag[None, :])
+    # Viewed as a column: `ops.view` needs a static last dimension when traced.
+    bits = ops.reshape(ops.view(ops.reshape(scores, (-1, 1)), "int32"), ops.shape(scores))
     return ops.where(dead[None, :], -1, bits)
 
 
