@@ -22,20 +22,21 @@ TENSORFLOW_AFTER_IMPORT = "tensorflow" in sys.modules
 
 
 def one_shot_fingerprints() -> list[list[float]]:
-    """SparseGPT on an MLP with fixed weights and data: per kernel, its zero count and two
-    sums that any difference in mask or values changes. Twice: the float32 solver on the
-    backend, calibrated on more rows than inputs (on fewer, the Hessian is nearly singular and
-    float32 rounding, which differs between the backends' compilers, may move a mask entry);
-    and the float64 host solver on a few rows."""
+    """SparseGPT and Wanda on an MLP with fixed weights and data: per kernel, its zero count
+    and two sums that any difference in mask or values changes. SparseGPT twice: the float32
+    solver on the backend, calibrated on more rows than inputs (on fewer, the Hessian is nearly
+    singular and float32 rounding, which differs between the backends' compilers, may move a
+    mask entry); and the float64 host solver on a few rows. Wanda on the backend."""
     out = []
-    for rows, precision in ((1024, "float32"), (64, "float64")):
+    runs = ((1024, "float32", "sparsegpt"), (64, "float64", "sparsegpt"), (256, "float32", "wanda"))
+    for rows, precision, method in runs:
         model = mlp(32)
         rng = np.random.default_rng(7)
         weights = [rng.standard_normal(w.shape).astype("float32") * 0.1 for w in model.weights]
         model.set_weights(weights)
         x = rng.random((rows, 28, 28)).astype("float32")
         pruned = tfprune.strip_pruning(
-            tfprune.prune_one_shot(model, x, 0.6, batch_size=64, precision=precision)
+            tfprune.prune_one_shot(model, x, 0.6, method=method, batch_size=64, precision=precision)
         )
         for layer in pruned.layers:
             if hasattr(layer, "kernel"):

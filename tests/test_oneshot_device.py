@@ -1,6 +1,7 @@
-"""SparseGPT's float32 solver on the Keras backend against the float64 host solver: the same
-masks and (to float32 rounding) the same weights on well-conditioned layers, and the fallback
-to float64 with more dampening where the float32 Cholesky factor fails."""
+"""The float32 solvers on the Keras backend against the float64 host solvers: Wanda's masks
+the same, ties included; SparseGPT's masks and (to float32 rounding) weights the same on
+well-conditioned layers, and its fallback to float64 with more dampening where the float32
+Cholesky factor fails."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune.oneshot import device
+from tfprune.oneshot import device, wanda
 from tfprune.oneshot import sparsegpt as host
 
 
@@ -31,6 +32,20 @@ def test_the_backend_solver_gives_the_host_solvers_masks_and_weights(m_by_n, blo
     error = host.output_error(w, ours, gram)
     assert error == pytest.approx(host.output_error(w, want, gram), rel=1e-3)
     assert error < host.output_error(w, np.where(mask, 0.0, w), gram)  # the update helps
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.77, 1.0])
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_backend_wanda_mask_is_the_host_mask(sparsity, ties):
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((24, 40)).astype("float32")
+    squares = rng.random(40) * 10
+    if ties:  # few distinct scores: the counts are met by breaking ties, earliest first
+        w = np.round(w).astype("float32")
+        squares = np.ones(40)
+    mask = device.wanda_mask(w, squares, sparsity)
+    np.testing.assert_array_equal(mask, wanda.wanda_mask(w, squares, sparsity))
+    assert mask.sum() == round(sparsity * w.size)
 
 
 def test_a_fixed_mask_and_dead_inputs_are_handled_as_on_the_host():

@@ -8,7 +8,10 @@ update step).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from keras import ops
 
 from tfprune.calibration.ridge import ridge_solve
 
@@ -18,13 +21,20 @@ __all__ = ["Statistics", "LeastSquares"]
 class Statistics:
     """Running `X^T X` (`full=True`) or each column's sum of squares over input rows.
 
+    On the host (the default) the sums are float64 numpy arrays. With `on_backend`, they are
+    float32 tensors on the Keras backend's device, accumulated where the rows are (a backend
+    tensor is never copied to the host; the float32 the reference SparseGPT accumulates in),
+    and copied to the host once, when read.
+
     Args:
         inputs: The width of a row.
         full: Whether to keep the whole Gram matrix (else its diagonal only).
         label: What the rows are the inputs of, for the error message.
+        on_backend: Accumulate with `keras.ops` in float32 (else numpy float64).
 
     Raises:
-        ValueError: From `add`, on NaN or Inf rows, naming `label`.
+        ValueError: On NaN or Inf rows, naming `label`: from `add` on the host; on the
+            backend, when the sums are read (checking each batch would wait for the device).
 
     Example:
 
@@ -34,23 +44,49 @@ class Statistics:
     ([[10.0, 2.0], [2.0, 4.0]], [10.0, 4.0], 2)
     """
 
-    def __init__(self, inputs: int, full: bool, label: str) -> None:
-        self.full, self.label, self.rows = full, label, 0
-        self.gram = np.zeros((inputs, inputs) if full else (inputs,), np.float64)
+    def __init__(self, inputs: int, full: bool, label: str, on_backend: bool = False) -> None:
+        self.full, self.label, self.rows, self.on_backend = full, label, 0, on_backend
+        shape = (inputs, inputs) if full else (inputs,)
+        self._sum: Any = np.zeros(shape, np.float64)
+        self._read: np.ndarray | None = None if on_backend else self._sum
 
-    def add(self, rows: np.ndarray) -> None:
-        if not np.all(np.isfinite(rows)):
-            raise ValueError(
-                f"The calibration inputs of {self.label} hold NaN or Inf values; one-shot "
-                "pruning needs finite activations (check the calibration data and the layers "
-                "before this one)."
+    def add(self, rows: Any) -> None:
+        """Adds the rows `[rows, inputs]` (numpy, or a backend tensor when `on_backend`)."""
+        self.rows += int(rows.shape[0])
+        if self.on_backend:
+            rows = ops.cast(rows, "float32")
+            part = (
+                ops.matmul(ops.transpose(rows), rows)
+                if self.full
+                else ops.sum(ops.square(rows), axis=0)
             )
+            self._sum = self._sum + part if ops.is_tensor(self._sum) else part
+            self._read = None
+            return
+        if not np.all(np.isfinite(rows)):
+            self._fail()
         rows = rows.astype(np.float64)
-        self.rows += rows.shape[0]
         if self.full:
-            self.gram += rows.T @ rows
+            self._sum += rows.T @ rows
         else:
-            self.gram += np.einsum("ij,ij->j", rows, rows)
+            self._sum += np.einsum("ij,ij->j", rows, rows)
+
+    def _fail(self) -> None:
+        raise ValueError(
+            f"The calibration inputs of {self.label} hold NaN or Inf values; one-shot "
+            "pruning needs finite activations (check the calibration data and the layers "
+            "before this one)."
+        )
+
+    @property
+    def gram(self) -> np.ndarray:
+        """The sums as float64 numpy: `X^T X` (`full`), else each input's sum of squares."""
+        if self._read is None:
+            read = np.asarray(ops.convert_to_numpy(self._sum), np.float64)
+            if not np.all(np.isfinite(read)):
+                self._fail()
+            self._read = read
+        return self._read
 
     @property
     def squares(self) -> np.ndarray:

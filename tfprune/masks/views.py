@@ -24,7 +24,10 @@ class MatrixView:
     layer becomes rows of that matrix's inputs.
 
     `perm` orders the weight's axes as (input axes..., output axes...); `inputs` is the product
-    of the input axes. `rows` turns one recorded input batch into `[rows, inputs]`.
+    of the input axes. `rows` turns one recorded input batch into `[rows, inputs]`. Where that
+    is a plain reordering, `order(rank)` gives the input's axes in the order whose flattening
+    is the rows (so that the rows can be formed where the input is, as a backend tensor);
+    None where it is not (a convolution's windows).
     `channels_last` says whether n consecutive matrix columns are n consecutive input channels
     (the groups of an N:M pattern), of which there are `channel_count`.
 
@@ -42,6 +45,7 @@ class MatrixView:
     rows: Callable[[np.ndarray], np.ndarray]
     channels_last: bool = True
     channel_count: int = 0
+    order: Callable[[int], list[int]] | None = None
 
     @property
     def outputs(self) -> int:
@@ -63,10 +67,16 @@ def _flatten_rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, x.shape[-1])
 
 
+def _same_order(rank: int) -> list[int]:
+    return list(range(rank))
+
+
 def dense_view(shape: tuple[int, ...]) -> MatrixView:
     """The view of a kernel `[inputs, outputs]` applied to the last axis of its input (a Dense
     kernel, or the input kernel of a recurrent cell, one row per time step)."""
-    return MatrixView(shape, (0, 1), shape[0], _flatten_rows, channel_count=shape[0])
+    return MatrixView(
+        shape, (0, 1), shape[0], _flatten_rows, channel_count=shape[0], order=_same_order
+    )
 
 
 def einsum_view(equation: str, shape: tuple[int, ...]) -> MatrixView | None:
@@ -86,14 +96,17 @@ def einsum_view(equation: str, shape: tuple[int, ...]) -> MatrixView | None:
     inputs = int(np.prod([shape[i] for i in contracted]))
     order = [source.index(kernel[i]) for i in contracted]
 
+    def axes(rank: int) -> list[int]:
+        offset = rank - len(source) if leading else 0
+        inner = [offset + i for i in order]
+        return [i for i in range(rank) if i not in inner] + inner
+
     def rows(x: np.ndarray) -> np.ndarray:
-        offset = x.ndim - len(source) if leading else 0
-        axes = [offset + i for i in order]
-        rest = [i for i in range(x.ndim) if i not in axes]
-        return np.transpose(x, rest + axes).reshape(-1, inputs)
+        return np.transpose(x, axes(x.ndim)).reshape(-1, inputs)
 
     last = contracted[-1] == len(shape) - 2
-    return MatrixView(shape, tuple(contracted + outputs), inputs, rows, last, shape[contracted[-1]])
+    perm = tuple(contracted + outputs)
+    return MatrixView(shape, perm, inputs, rows, last, shape[contracted[-1]], axes)
 
 
 def conv_view(

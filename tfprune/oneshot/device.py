@@ -1,7 +1,12 @@
-"""SparseGPT on the Keras backend, in float32: the same algorithm as `tfprune.oneshot.sparsegpt`
-(the host float64 solver), run with `keras.ops` on the backend's device.
+"""SparseGPT and Wanda on the Keras backend, in float32: the same algorithms as
+`tfprune.oneshot.sparsegpt` and `tfprune.oneshot.wanda` (the host float64 solvers), run with
+`keras.ops` on the backend's device.
 
-Per column block (128 columns), three steps:
+Wanda's mask: each output's smallest `|w| * ||x||`, found exactly by bisection on the scores'
+bit patterns, row by row, then the remainder over the outputs' next-in-line scores, ties to the
+earlier entry as on the host.
+
+SparseGPT, per column block (128 columns), in three steps:
 
 * the mask: the block's share of the smallest `w^2 / [U]_jj^2`, found exactly by bisection on
   the scores' bit patterns (non-negative floats order as their bits), ties to the earlier
@@ -12,15 +17,17 @@ Per column block (128 columns), three steps:
 * the rest: the block's errors `E` solve `E U_block = W_before - W_after` (one triangular
   solve), and the later columns take `W -= E U[block, later]` (one matrix product).
 
-The mask and the loop are compiled through Keras (a small model's `predict_on_batch` with
-`jit_compile`: XLA on TensorFlow, `jit` on JAX; never importing the backend here);
-PyTorch runs them eagerly). A Cholesky factor that fails (or is not finite) in float32 falls
+The masks and the loop are compiled through Keras (a small model's `predict_on_batch` with
+`jit_compile`: XLA on TensorFlow, `jit` on JAX; the backend is never imported here); PyTorch
+runs them eagerly. A Cholesky factor that fails (or is not finite) in float32 falls
 back to the host float64 solver with the dampening raised, with a warning that says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import warnings
 from collections.abc import Callable
 
@@ -32,10 +39,12 @@ from tfprune.calibration.ridge import damped
 from tfprune.masks.magnitude import num_pruned
 from tfprune.oneshot import sparsegpt as host
 
-__all__ = ["sparsegpt"]
+__all__ = ["sparsegpt", "wanda_mask"]
 
 # The dampening is raised this many times (x10 each) before the solver gives up.
 _RETRIES = 4
+# Above every score's bits (non-negative finite float32 scores are below 0x7F800000).
+_LARGEST = 2**31 - 1
 # Triangular inverses up to this size are solved directly; larger ones by halves.
 _DIRECT = 512
 
@@ -61,9 +70,27 @@ def _compiled(fn: Callable) -> Callable:
     model = _Compiled(fn)
 
     def run(*args):
-        return model.predict_on_batch(args)
+        with _quiet_retracing():
+            return model.predict_on_batch(args)
 
     return run
+
+
+class _Retracing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_retracing():
+    """TensorFlow's log quiet about retracing while a step runs: the steps are traced once per
+    weight shape (a few per model), which its heuristic takes for a mistake."""
+    log, quiet = logging.getLogger("tensorflow"), _Retracing()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 def _factor(gram: np.ndarray, dampening: float):
@@ -100,32 +127,41 @@ def _upper_inverse(v):
 
 
 def _smallest(bits, count):
-    """True at the `count` smallest of the int32 vector `bits`, ties to the earlier entry."""
+    """True at the `count` smallest entries of each row of the int32 matrix `bits`, ties to
+    the earlier entry (a stable sort's first `count`), by bisection on each row's values."""
 
     def narrow(lo, hi):
         mid = lo + (hi - lo) // 2
-        enough = ops.sum(ops.cast(bits <= mid, "int32")) >= count
+        enough = ops.sum(ops.cast(bits <= mid[:, None], "int32"), axis=1) >= count
         return ops.where(enough, lo, mid), ops.where(enough, mid, hi)
 
-    start = (ops.min(bits) - 1, ops.max(bits))  # count(<= lo) = 0; count(<= hi) = all
-    _, kth = ops.while_loop(lambda lo, hi: hi - lo > 1, narrow, start)
+    # count(<= lo) < count and count(<= hi) >= count in every row; a row already narrowed
+    # to hi - lo = 1 stays as it is.
+    start = (ops.min(bits, axis=1) - 1, ops.max(bits, axis=1))
+    _, kth = ops.while_loop(lambda lo, hi: ops.any(hi - lo > 1), narrow, start)
+    kth = kth[:, None]
     below = bits < kth
     tied = bits == kth
-    need = count - ops.sum(ops.cast(below, "int32"))
-    return ops.logical_or(below, ops.logical_and(tied, ops.cumsum(ops.cast(tied, "int32")) <= need))
+    need = count - ops.sum(ops.cast(below, "int32"), axis=1, keepdims=True)
+    return ops.logical_or(
+        below, ops.logical_and(tied, ops.cumsum(ops.cast(tied, "int32"), axis=1) <= need)
+    )
+
+
+def _score_bits(scores):
+    """Non-negative float32 `scores` as int32 bit patterns, which order as the scores do."""
+    # Viewed as a column: `ops.view` needs a static last dimension when traced.
+    return ops.reshape(ops.view(ops.reshape(scores, (-1, 1)), "int32"), ops.shape(scores))
 
 
 def _bits(w, diag, dead):
-    """The scores `w^2 / d^2` as int32 bit patterns (order-preserving), dead inputs -1."""
-    scores = ops.square(w / diag[None, :])
-    # Viewed as a column: `ops.view` needs a static last dimension when traced.
-    bits = ops.reshape(ops.view(ops.reshape(scores, (-1, 1)), "int32"), ops.shape(scores))
-    return ops.where(dead[None, :], -1, bits)
+    """The scores `w^2 / d^2` as int32 bit patterns, dead inputs -1."""
+    return ops.where(dead[None, :], -1, _score_bits(ops.square(w / diag[None, :])))
 
 
 def _select(w, diag, dead, share):
     """The block's mask: its `share` smallest scores."""
-    flat = ops.reshape(_bits(w, diag, dead), (-1,))
+    flat = ops.reshape(_bits(w, diag, dead), (1, -1))
     return ops.reshape(_smallest(flat, share), ops.shape(w))
 
 
@@ -173,11 +209,44 @@ def _n_m_sweep(m: int, n: int):
     return sweep
 
 
+def _wanda(w, norms, base, extra):
+    """Wanda's mask: each row's `base` smallest `|w| * norm`, then the `extra` smallest
+    next-in-line scores over the rows (one more each), ties to the earlier entry."""
+    bits = _score_bits(ops.abs(w) * norms[None, :])
+    pruned = _smallest(bits, base)
+    rest = ops.where(pruned, _LARGEST, bits)
+    least = ops.min(rest, axis=1)
+    columns = ops.arange(ops.shape(w)[1], dtype="int32")
+    # Each row's first smallest entry not yet pruned (argmin's tie rule is not the same on
+    # every backend).
+    at = ops.min(ops.where(rest == least[:, None], columns[None, :], _LARGEST), axis=1)
+    rows = ops.reshape(_smallest(ops.reshape(least, (1, -1)), extra), (-1,))
+    more = ops.logical_and(rows[:, None], columns[None, :] == at[:, None])
+    return ops.logical_or(pruned, more)
+
+
+def wanda_mask(matrix: np.ndarray, squares: np.ndarray, sparsity: float) -> np.ndarray:
+    """`tfprune.oneshot.wanda.wanda_mask` on the backend in float32 (numpy in, numpy out)."""
+    outputs = matrix.shape[0]
+    base, extra = divmod(num_pruned(matrix.size, sparsity), outputs)
+    (step,) = _steps(keras.backend.backend(), "wanda")
+    pruned = step(
+        ops.convert_to_tensor(matrix, "float32"),
+        ops.sqrt(ops.convert_to_tensor(squares, "float32")),
+        ops.convert_to_tensor(base, "int32"),
+        ops.convert_to_tensor(extra, "int32"),
+    )
+    return np.asarray(ops.convert_to_numpy(pruned), bool)
+
+
 @functools.cache
-def _steps(backend: str, m_by_n: tuple[int, int] | None) -> tuple[Callable, ...]:
+def _steps(backend: str, m_by_n: tuple[int, int] | str | None) -> tuple[Callable, ...]:
     """The compiled steps for `backend` (the cache key: Keras may switch backends only in a
-    new process, but tests compare them)."""
+    new process, but tests compare them): SparseGPT's unstructured or N:M ones, or Wanda's
+    (`m_by_n="wanda"`)."""
     del backend
+    if m_by_n == "wanda":
+        return (_compiled(_wanda),)
     if m_by_n is None:
         return _compiled(_select), _compiled(_sweep)
     return (_compiled(_n_m_sweep(*m_by_n)),)

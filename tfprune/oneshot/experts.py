@@ -80,7 +80,12 @@ def _routed_statistics(feed, bank, hidden, inputs, settings, stage):
     (`hidden`) their hidden units from the bank's current (pruned) weights."""
     label = f"weight '{stage[0].name}'" if len(stage) == 1 else f"expert bank '{bank.layer.name}'"
     stats = [
-        Statistics(inputs, settings.method == "sparsegpt", f"{label}, expert {e}")
+        Statistics(
+            inputs,
+            settings.method == "sparsegpt",
+            f"{label}, expert {e}",
+            settings.precision == "float32",
+        )
         for e in range(bank.experts)
     ]
 

@@ -337,6 +337,7 @@ def _record(feed, group, settings) -> dict[int, Statistics]:
     """The statistics of the inputs of every weight of `group` that the method reads, from one
     run of `feed`."""
     full = settings.method == "sparsegpt"
+    on_backend = settings.precision == "float32"
     viewed = [t for t in group if _needs_data(t, settings.method)]
     stats: dict[int, Statistics] = {}
     readers: dict[int, list[Any]] = {}
@@ -344,15 +345,22 @@ def _record(feed, group, settings) -> dict[int, Statistics]:
     for t in viewed:
         if full:
             check_hessian(t.name, t.view.inputs)
-        stats[id(t)] = Statistics(t.view.inputs, full, f"weight '{t.name}'")
+        stats[id(t)] = Statistics(t.view.inputs, full, f"weight '{t.name}'", on_backend)
         readers.setdefault(id(t.source), []).append(t)
         sources[id(t.source)] = t.source
     if viewed:
 
         def record(layer, x):
-            rows = np.asarray(keras.ops.convert_to_numpy(x))
+            host = None
             for t in readers[id(layer)]:
-                stats[id(t)].add(t.view.rows(rows))
+                if on_backend and t.view.order is not None:
+                    axes = t.view.order(len(x.shape))
+                    rows = keras.ops.reshape(keras.ops.transpose(x, axes), (-1, t.view.inputs))
+                else:
+                    if host is None:
+                        host = np.asarray(keras.ops.convert_to_numpy(x))
+                    rows = t.view.rows(host)
+                stats[id(t)].add(rows)
 
         with Recorder(list(sources.values()), record):
             feed()

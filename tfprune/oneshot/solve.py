@@ -131,7 +131,8 @@ def prune_matrix(
     error = error_plain = None
     if method == "wanda":
         if m_by_n is None:
-            pruned = wanda_mask(matrix, stats.squares, sparsity)
+            rule_of = device.wanda_mask if settings.precision == "float32" else wanda_mask
+            pruned = rule_of(matrix, stats.squares, sparsity)
         else:
             pruned = pattern_mask(wanda_scores(matrix, stats.squares))
         new_matrix = np.where(pruned, 0.0, matrix)
