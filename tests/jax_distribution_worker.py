@@ -1,4 +1,5 @@
-"""Trains the same pruned models on one device, under `DataParallel` and under `ModelParallel`.
+"""Trains the same pruned models on one device, under `DataParallel` and under `ModelParallel`,
+and prunes a KerasHub CausalLM in one shot on one device and under its own layout map.
 
 Run by tests/test_distributed.py in a child process with the JAX backend and two host devices
 (`XLA_FLAGS=--xla_force_host_platform_device_count=2`): `python jax_distribution_worker.py OUT`.
@@ -101,14 +102,29 @@ def train(job, distribution, arrays: dict, prefix: str) -> None:
                 models["loaded_"] = tfprune.prune_low_magnitude(build(), schedule)
                 models["loaded_"].load_weights(os.path.join(folder, "pruned.weights.h5"))
     for tag, model in models.items():
-        for i, wrapper in enumerate(tfprune.core.find.pruning_wrappers(model)):
-            for j, (weight, mask) in enumerate(wrapper.pruned_weights):
-                key = f"{prefix}_{tag}{i}_{j}"
-                arrays[f"{key}_mask"] = keras.ops.convert_to_numpy(mask)
-                arrays[f"{key}_kernel"] = keras.ops.convert_to_numpy(weight)
-                arrays[f"{key}_mask_spec"] = np.array(spec(mask))
-                arrays[f"{key}_kernel_spec"] = np.array(spec(weight))
-            arrays[f"{prefix}_{tag}{i}_step"] = keras.ops.convert_to_numpy(wrapper.pruning_step)
+        record(model, arrays, f"{prefix}_{tag}")
+
+
+def record(model, arrays: dict, prefix: str) -> None:
+    """Each wrapper's masks, weights and step, and the sharding of the masks and weights."""
+    for i, wrapper in enumerate(tfprune.core.find.pruning_wrappers(model)):
+        for j, (weight, mask) in enumerate(wrapper.pruned_weights):
+            key = f"{prefix}{i}_{j}"
+            arrays[f"{key}_mask"] = keras.ops.convert_to_numpy(mask)
+            arrays[f"{key}_kernel"] = keras.ops.convert_to_numpy(weight)
+            arrays[f"{key}_mask_spec"] = np.array(spec(mask))
+            arrays[f"{key}_kernel_spec"] = np.array(spec(weight))
+        arrays[f"{prefix}{i}_step"] = keras.ops.convert_to_numpy(wrapper.pruning_step)
+
+
+def one_shot(method: str, distribution, arrays: dict, prefix: str) -> None:
+    """`prune_one_shot` of the Gemma CausalLM in place: on one device, or under its layout
+    map with the solvers on the backend (float32)."""
+    build, _, x, _, _, _ = gemma_job()
+    keras.utils.set_random_seed(11)
+    with distribution.scope() if distribution else contextlib.nullcontext():
+        pruned = tfprune.prune_one_shot(build(), x, 0.5, method=method, batch_size=8)
+        record(pruned, arrays, f"{prefix}_")
 
 
 def main(out: str) -> None:
@@ -120,6 +136,9 @@ def main(out: str) -> None:
     train(mlp_job, mlp_model_parallel(), arrays, "model_mlp")
     train(gemma_job, None, arrays, "single_gemma")
     train(gemma_job, gemma_model_parallel(), arrays, "model_gemma")
+    for method in ("wanda", "sparsegpt"):
+        one_shot(method, None, arrays, f"single_{method}")
+        one_shot(method, gemma_model_parallel(), arrays, f"model_{method}")
     np.savez(out, **arrays)
 
 

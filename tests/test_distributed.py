@@ -186,3 +186,29 @@ def test_keras_distribution_kerashub_layout_map_shards_the_masks_of_a_causal_lm(
         assert mask_spec == kernel_spec
         assert "'model'" in kernel_spec
     assert_run_matches_single(keras_distribution, f"model_gemma_{saved}", sparsity=0.7, steps=8)
+
+
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_one_shot_under_a_kerashub_layout_map_gives_the_single_device_result(
+    keras_distribution, method
+):
+    # prune_one_shot in place under GemmaBackbone.get_layout_map: the solvers run on the
+    # backend (float32), the kernels keep their sharding and each mask gets its kernel's.
+    found = specs(keras_distribution, f"model_{method}_")
+    assert len(found) == 8  # the embedding (by magnitude), 4 attention, 3 feed-forward kernels
+    for mask_spec, kernel_spec in found.values():
+        assert mask_spec == kernel_spec
+        assert "'model'" in kernel_spec
+    single = f"single_{method}_"
+    masks = [k for k in keras_distribution if k.startswith(single) and k.endswith("_mask")]
+    assert len(masks) == 8
+    for key in masks:
+        other = f"model_{method}_" + key.removeprefix(single)
+        np.testing.assert_array_equal(keras_distribution[other], keras_distribution[key])
+        assert 1 - keras_distribution[key].mean() == pytest.approx(0.5, abs=0.01)
+        kernel = key.replace("_mask", "_kernel")
+        np.testing.assert_allclose(
+            keras_distribution[other.replace("_mask", "_kernel")],
+            keras_distribution[kernel],
+            atol=1e-5,
+        )
