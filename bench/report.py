@@ -419,6 +419,8 @@ def write(results: dict, out_dir: str) -> str:
         plots.append(patterns.plot(results, out_dir))
     if results.get("channels"):
         plots.append(channels.plot(results, out_dir))
+    if results.get("llm"):
+        plots.append(llm.plot(results, out_dir))
     header = _header(results)
     # Everything between the title and the plots is a named section that the docs page
     # includes verbatim (pymdownx.snippets), so the page always shows the committed results.

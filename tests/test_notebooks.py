@@ -38,7 +38,13 @@ QUICK_PARAMETERS = {
     "04_schedules_and_layers.ipynb": {"EPOCHS": 2},
     "05_prune_a_kerashub_model.ipynb": {"EPOCHS": 1, "TEXT_CHARS": 20_000},
     "06_channel_pruning.ipynb": {"EPOCHS": 1, "LATENCY_RUNS": 20},
-    "07_one_shot_pruning.ipynb": {"EPOCHS": 1, "CALIBRATION_ROWS": 64, "SPARSITIES": [0.7]},
+    "07_one_shot_pruning.ipynb": {
+        "EPOCHS": 1,
+        "CALIBRATION_ROWS": 64,
+        "SPARSITIES": [0.7],
+        "LLM_LAYERS": 2,
+        "LLM_SEQUENCES": 8,
+    },
 }
 
 

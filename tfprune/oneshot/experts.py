@@ -111,6 +111,7 @@ def _prune_kernel(t, stats, settings, start):
     rule = t.wrapper.rule
     keep, new, rows = [], [], []
     for e, (part, s) in enumerate(zip(values, stats, strict=True)):
+        solve_start = time.perf_counter()
         if s.rows == 0:
             done = magnitude(rule, target, part, t.sparsity)
             method, note = "magnitude", f"no calibration token was routed to expert {e}"
@@ -131,6 +132,7 @@ def _prune_kernel(t, stats, settings, start):
                 done.error_without_update,
                 time.perf_counter() - start,
                 note,
+                time.perf_counter() - solve_start,
             )
         )
     t.target.assign(np.stack(keep), np.stack(new))

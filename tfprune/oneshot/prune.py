@@ -374,10 +374,12 @@ def _apply(group, stats, settings, stages, start) -> list[OneShotLayer]:
         values = np.asarray(keras.ops.convert_to_numpy(t.target.weight), np.float64)
         s = stats.get(id(t))
         rule = t.wrapper.rule
+        solve_start = time.perf_counter()
         if s is None:
             done = magnitude(rule, t.target, values, t.sparsity)
         else:
             done = prune_matrix(rule, t.target, t.view, values, s, t.sparsity, settings)
+        solved = time.perf_counter() - solve_start
         t.target.assign(done.keep, done.values)
         row = OneShotLayer(
             t.name,
@@ -388,6 +390,7 @@ def _apply(group, stats, settings, stages, start) -> list[OneShotLayer]:
             done.error,
             done.error_without_update,
             time.perf_counter() - start,
+            solve_seconds=solved,
         )
         out.append(row)
         stages(describe(row))

@@ -44,7 +44,9 @@ class OneShotLayer:
     number of input rows it was calibrated on (for an expert, the tokens routed to it).
     `error` is the layer output's relative squared error on the calibration rows (SparseGPT
     only, else None); `error_without_update` the same mask's error with the weights left as
-    they were. `note` says why a weight fell back to magnitude, when it did.
+    they were. `seconds` is the time from the start of its group (block) to this weight's
+    end; `solve_seconds` the time of its own mask and update, the calibration passes left
+    out. `note` says why a weight fell back to magnitude, when it did.
     """
 
     name: str
@@ -56,6 +58,7 @@ class OneShotLayer:
     error_without_update: float | None
     seconds: float
     note: str | None = None
+    solve_seconds: float = 0.0
 
 
 def describe(row: OneShotLayer) -> str:
