@@ -105,7 +105,7 @@ class Config:
     llm_targets: tuple[str, ...] = ("0.5", "0.6", "0.7", "2:4", "4:8")
     llm_owl_targets: tuple[str, ...] = ("0.7",)
     llm_length: int = 128
-    llm_calibration: int = 16
+    llm_calibration: int = 128
     llm_test_windows: int = 16
     llm_test_articles: int = 30
     llm_batch_size: int = 8
