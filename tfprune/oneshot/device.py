@@ -45,7 +45,8 @@ __all__ = ["sparsegpt", "wanda_mask"]
 _RETRIES = 4
 # Above every score's bits (non-negative finite float32 scores are below 0x7F800000).
 _LARGEST = 2**31 - 1
-# Triangular inverses up to this size are solved directly; larger ones by halves.
+# Factors up to this size are computed directly (a Cholesky factor and a triangular solve);
+# larger ones by halves.
 _DIRECT = 512
 
 
@@ -95,34 +96,37 @@ def _quiet_retracing():
 
 def _factor(gram: np.ndarray, dampening: float):
     """The upper factor `U` (`U^T U = H^-1`, H damped) as a float32 tensor, and the dead
-    inputs; None where the factor fails. With `H = V V^T`, `V` upper, `U = V^-1`; `V` is the
-    Cholesky factor of `H` with its rows and columns reversed."""
+    inputs; None where the factor fails (see `_inverse_factor`)."""
     h = gram.copy()
     dead = np.diag(h) == 0
     h[dead, dead] = 1.0
     h = damped(h, dampening)
     try:
-        lower = ops.cholesky(ops.convert_to_tensor(h[::-1, ::-1].copy(), "float32"))
-        upper = ops.flip(ops.flip(lower, 0), 1)
-        u = _upper_inverse(upper)
+        u = _inverse_factor(ops.convert_to_tensor(h, "float32"))
         ok = bool(ops.convert_to_numpy(ops.all(ops.isfinite(u))))
     except Exception:  # the backends' own errors for a matrix that is not positive definite
         return None, dead
     return (u if ok else None), dead
 
 
-def _upper_inverse(v):
-    """The inverse of the upper-triangular `v`, by halves: `[[A, B], [0, C]]^-1 =
-    [[A^-1, -A^-1 B C^-1], [0, C^-1]]`, so that most of the work is matrix products (a
-    triangular solve against the identity costs three times as many operations)."""
-    n = v.shape[0]
+def _inverse_factor(h):
+    """`U = V^-1` for the upper-triangular `V` with `V V^T = h` (then `U^T U = h^-1`), by
+    halves, so that most of the work is matrix products. With `h = [[A, B], [B^T, C]]` and
+    `V = [[V1, W], [0, V2]]`: `V2 V2^T = C`; `W = B V2^-T`; `V1 V1^T = A - W W^T` (the Schur
+    complement); and `U = [[U1, -U1 W U2], [0, U2]]` with `U1 = V1^-1`, `U2 = V2^-1`. Up to
+    `_DIRECT` inputs, `V` is the Cholesky factor of `h` with its rows and columns reversed,
+    inverted by one triangular solve."""
+    n = h.shape[0]
     if n <= _DIRECT:
-        return ops.solve_triangular(v, ops.eye(n, dtype=v.dtype), lower=False)
+        lower = ops.cholesky(ops.flip(ops.flip(h, 0), 1))
+        v = ops.flip(ops.flip(lower, 0), 1)
+        return ops.solve_triangular(v, ops.eye(n, dtype=h.dtype), lower=False)
     half = n // 2
-    a, c = _upper_inverse(v[:half, :half]), _upper_inverse(v[half:, half:])
-    b = -ops.matmul(ops.matmul(a, v[:half, half:]), c)
-    top = ops.concatenate([a, b], axis=1)
-    bottom = ops.concatenate([ops.zeros((n - half, half), v.dtype), c], axis=1)
+    u2 = _inverse_factor(h[half:, half:])
+    w = ops.matmul(h[:half, half:], ops.transpose(u2))
+    u1 = _inverse_factor(h[:half, :half] - ops.matmul(w, ops.transpose(w)))
+    top = ops.concatenate([u1, -ops.matmul(ops.matmul(u1, w), u2)], axis=1)
+    bottom = ops.concatenate([ops.zeros((n - half, half), h.dtype), u2], axis=1)
     return ops.concatenate([top, bottom], axis=0)
 
 
