@@ -15,7 +15,17 @@ from keras import ops
 
 from tfprune.calibration.ridge import ridge_solve
 
-__all__ = ["Statistics", "LeastSquares"]
+__all__ = ["Statistics", "LeastSquares", "input_rows"]
+
+
+def input_rows(view: Any, x: Any, on_backend: bool) -> Any:
+    """The rows `[rows, inputs]` of a weight's matrix view (`tfprune.masks.views`) from one
+    input batch `x` of its layer: a backend tensor, formed where `x` is, when `on_backend` and
+    the view is a reordering of the input's axes; else a float64 numpy array (a convolution's
+    windows are formed on the host)."""
+    if on_backend and view.order is not None:
+        return ops.reshape(ops.transpose(x, view.order(len(x.shape))), (-1, view.inputs))
+    return view.rows(np.asarray(ops.convert_to_numpy(x), np.float64))
 
 
 class Statistics:
@@ -97,6 +107,12 @@ class Statistics:
 class LeastSquares:
     """Running `X^T X` and `X^T Y` over pairs of input rows `X` and target rows `Y`.
 
+    On the host (the default) the sums are float64 numpy arrays. With `on_backend`, the rows
+    may be backend tensors and the sums are float32 tensors accumulated on the backend's
+    device (the products over the calibration rows, the costly part); `solve` reads them once
+    and solves the small `inputs x inputs` system in float64 on the host, where a float32
+    solve of the normal equations would lose the digits the fit needs.
+
     Example:
 
     >>> fit = LeastSquares(2, 1)
@@ -106,15 +122,24 @@ class LeastSquares:
     [[2.0], [3.0]]
     """
 
-    def __init__(self, inputs: int, outputs: int) -> None:
-        self.gram = np.zeros((inputs, inputs), np.float64)
-        self.cross = np.zeros((inputs, outputs), np.float64)
+    def __init__(self, inputs: int, outputs: int, on_backend: bool = False) -> None:
+        self.on_backend = on_backend
+        self.gram: Any = np.zeros((inputs, inputs), np.float64)
+        self.cross: Any = np.zeros((inputs, outputs), np.float64)
 
-    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+    def add(self, x: Any, y: Any) -> None:
+        if self.on_backend:
+            x, y = ops.cast(x, "float32"), ops.cast(y, "float32")
+            xt = ops.transpose(x)
+            self.gram = self.gram + ops.matmul(xt, x)
+            self.cross = self.cross + ops.matmul(xt, y)
+            return
         x, y = x.astype(np.float64), y.astype(np.float64)
         self.gram += x.T @ x
         self.cross += x.T @ y
 
     def solve(self, dampening: float) -> np.ndarray:
         """The `[inputs, outputs]` weights of the damped least-squares fit (see `ridge`)."""
-        return ridge_solve(self.gram, self.cross, dampening)
+        gram = np.asarray(ops.convert_to_numpy(self.gram), np.float64)
+        cross = np.asarray(ops.convert_to_numpy(self.cross), np.float64)
+        return ridge_solve(gram, cross, dampening)

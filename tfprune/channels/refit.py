@@ -16,7 +16,7 @@ import numpy as np
 
 from tfprune.calibration.data import batches, check_finite
 from tfprune.calibration.recorder import Recorder
-from tfprune.calibration.statistics import LeastSquares
+from tfprune.calibration.statistics import LeastSquares, input_rows
 from tfprune.models.kinds import CONVS
 from tfprune.models.views import matrix_view
 from tfprune.models.walk import layers_by_name, walk
@@ -86,21 +86,32 @@ def refit(
         seen: dict[str, Any] = {}
 
         def record(owner, x, _seen=seen, _layer=layer):
-            _seen["new" if owner is _layer else "ref"] = np.asarray(
-                keras.ops.convert_to_numpy(x), np.float64
-            )
+            _seen["new" if owner is _layer else "ref"] = x
 
+        # The products over the calibration rows on the backend where both layers' rows are
+        # reorderings of their inputs (Dense, EinsumDense); a convolution's windows on the host.
+        on_backend = view_new.order is not None and view_ref.order is not None
+        if on_backend:
+            w_ref_t = keras.ops.convert_to_tensor(w_ref.T, "float32")
+            b_ref_t = keras.ops.convert_to_tensor(b_ref, "float32")
         extra = 1 if layer.use_bias else 0
-        fit = LeastSquares(view_new.inputs + extra, w_ref.shape[0])
+        fit = LeastSquares(view_new.inputs + extra, w_ref.shape[0], on_backend)
         with Recorder([layer, source], record):
             for batch in batches(data, batch_size):
                 check_finite("calibration_data", batch)
                 reference(batch, training=False)
                 trimmed(batch, training=False)
-                x = view_new.rows(seen["new"])
-                y = view_ref.rows(seen["ref"]) @ w_ref.T + b_ref
-                if extra:
-                    x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+                x = input_rows(view_new, seen["new"], on_backend)
+                rows_ref = input_rows(view_ref, seen["ref"], on_backend)
+                if on_backend:
+                    y = keras.ops.matmul(keras.ops.cast(rows_ref, "float32"), w_ref_t) + b_ref_t
+                    if extra:
+                        ones = keras.ops.ones((keras.ops.shape(x)[0], 1), x.dtype)
+                        x = keras.ops.concatenate([x, ones], axis=1)
+                else:
+                    y = rows_ref @ w_ref.T + b_ref
+                    if extra:
+                        x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
                 fit.add(x, y)
         solution = fit.solve(dampening)
         kernel = view_new.from_matrix(solution[: view_new.inputs].T)

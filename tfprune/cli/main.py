@@ -30,7 +30,7 @@ commands:
                        which weights of a .keras or .tflite file hold an N:M pattern
   prune_one_shot MODEL.keras --calibration DATA.npz -o OUT.keras [--sparsity 0.5 | --m_by_n 2,4]
                        [--method sparsegpt|wanda|magnitude] [--layers NAME,...] [--batch_size N]
-                       [--allocation layer|owl]
+                       [--allocation layer|global|owl]
                        prune a trained model from calibration inputs, without training
   prune_channels MODEL.keras -o OUT.keras [--fraction 0.5] [--calibration DATA.npz]
                        [--round_to 4] [--allocation layer|global] [--layers NAME,...]

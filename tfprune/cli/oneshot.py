@@ -52,8 +52,9 @@ def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_enum(
         "allocation",
         "layer",
-        ["layer", "owl"],
-        "layer: every weight to --sparsity; owl: per block by the outliers (same total).",
+        ["layer", "global", "owl"],
+        "layer: every weight to --sparsity; global: one magnitude ranking over all weights "
+        "(--method magnitude); owl: per block by the outliers (same total).",
         flag_values=fv,
     )
     flags.DEFINE_boolean(

@@ -10,9 +10,10 @@ import numpy as np
 
 from tfprune.calibration.data import batches, replayable
 from tfprune.calibration.recorder import Recorder
-from tfprune.calibration.statistics import Statistics
+from tfprune.calibration.statistics import Statistics, input_rows
 from tfprune.core.selection import LayerSelection
 from tfprune.core.wrap import wrap_model
+from tfprune.masks.magnitude import num_pruned
 from tfprune.masks.patterns import Pattern
 from tfprune.oneshot.blocks import BlockChain, model_feed
 from tfprune.oneshot.experts import prune_experts
@@ -123,7 +124,10 @@ def prune_one_shot(
             from the outputs of the pruned blocks before it), "layers" (layer by layer, each
             from the outputs of every pruned layer before it) or False (every layer from the
             dense model). Defaults to "blocks".
-        allocation: "layer" (every weight pruned to `sparsity`, or to its own in `layers`) or
+        allocation: "layer" (every weight pruned to `sparsity`, or to its own in `layers`),
+            "global" (method="magnitude" only: one ranking of the magnitudes of all the
+            weights sharing a sparsity, so that their total reaches it and each gets its own
+            share, as `prune_low_magnitude`'s; fine-tuning keeps the ranking global) or
             "owl" (Outlier Weighed Layerwise sparsity, Yin et al. 2024: each block's weights,
             or each layer's where the model has no chain of blocks, get the target plus or
             minus up to `tfprune.oneshot.owl.SPREAD`, lower where the dense model's Wanda
@@ -156,7 +160,13 @@ def prune_one_shot(
     0.5
     """
     sparsity, m_by_n = _check(method, sparsity, pattern, batch_size, dampening, block_size, verbose)
-    check_choice("allocation", allocation, ("layer", "owl"))
+    check_choice("allocation", allocation, ("layer", "global", "owl"))
+    if allocation == "global" and method != "magnitude":
+        raise ValueError(
+            "allocation='global' ranks the magnitudes of all the pruned weights together, "
+            f"which is method='magnitude'; {method}'s scores are not comparable across layers. "
+            f"Received: method={method!r}. Use allocation='owl' for a non-uniform {method}."
+        )
     check_choice("precision", precision, ("float32", "float64"))
     if allocation == "owl" and m_by_n is not None:
         raise ValueError(
@@ -175,6 +185,7 @@ def prune_one_shot(
     selection = LayerSelection(
         _layer_schedules(layers),
         ConstantSparsity(sparsity, begin_step=0),
+        allocation="global" if allocation == "global" else "layer",
         group=model.name,
         pattern=Pattern.of(sparsity_m_by_n=m_by_n),
     )
@@ -192,6 +203,8 @@ def prune_one_shot(
     chain = None
     if sequential == "blocks":
         chain = BlockChain.of(pruned, calibration_data, batch_size, data_sources)
+    if allocation == "global":
+        _global(targets)
     if allocation == "owl":
         _owl(pruned, feed, order, by_source, sparsity, (calibration_data, batch_size), chain)
     if sequential is False:
@@ -250,6 +263,41 @@ def _owl(pruned, feed, order, by_source, sparsity, data, chain) -> None:
     for (t, level), count, size in zip(flat, counts, weights, strict=True):
         t.sparsity = count / size if size else 0.0
         t.wrapper.pruning_schedule = ConstantSparsity(level, begin_step=0)
+
+
+def _global(targets) -> None:
+    """Sets each weight's sparsity to its share of one magnitude ranking over the weights
+    that share a schedule (the `allocation="global"` of `prune_low_magnitude`): the total of
+    each group is exactly `round(sparsity * size)`, the smallest magnitudes first, ties to the
+    earlier weight."""
+    groups: dict[str, list[Any]] = {}
+    for t in targets:
+        if t.wrapper.allocation_group is not None:
+            groups.setdefault(t.wrapper.allocation_group, []).append(t)
+    for group in groups.values():
+        values = [
+            np.abs(np.asarray(keras.ops.convert_to_numpy(t.target.weight), np.float32)).ravel()
+            for t in group
+        ]
+        sizes = [v.size for v in values]
+        k = num_pruned(sum(sizes), group[0].sparsity)
+        flat = np.concatenate(values) if values else np.zeros(0, np.float32)
+        if k == 0:
+            counts = [0] * len(sizes)
+        elif k == flat.size:
+            counts = list(sizes)
+        else:
+            kth = np.partition(flat, k - 1)[k - 1]
+            below = [int(np.count_nonzero(v < kth)) for v in values]
+            tied = [int(np.count_nonzero(v == kth)) for v in values]
+            need = k - sum(below)
+            counts = []
+            for b, tie in zip(below, tied, strict=True):
+                take = min(tie, need)
+                counts.append(b + take)
+                need -= take
+        for t, count, size in zip(group, counts, sizes, strict=True):
+            t.sparsity = count / size if size else 0.0
 
 
 def _progbar(verbose, target: int, unit: str) -> keras.utils.Progbar | None:
@@ -351,16 +399,8 @@ def _record(feed, group, settings) -> dict[int, Statistics]:
     if viewed:
 
         def record(layer, x):
-            host = None
             for t in readers[id(layer)]:
-                if on_backend and t.view.order is not None:
-                    axes = t.view.order(len(x.shape))
-                    rows = keras.ops.reshape(keras.ops.transpose(x, axes), (-1, t.view.inputs))
-                else:
-                    if host is None:
-                        host = np.asarray(keras.ops.convert_to_numpy(x))
-                    rows = t.view.rows(host)
-                stats[id(t)].add(rows)
+                stats[id(t)].add(input_rows(t.view, x, on_backend))
 
         with Recorder(list(sources.values()), record):
             feed()
