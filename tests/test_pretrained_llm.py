@@ -97,7 +97,7 @@ def test_the_llm_bench_runs_each_method_and_writes_its_section(tmp_path):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
-    for part in ("core", "llm"):
+    for part in ("core", "llm", "llm-quantize"):
         subprocess.run(
             [sys.executable, "-m", "bench", "--tiny", "--only", part, "--out", str(tmp_path)],
             check=True,
@@ -112,4 +112,19 @@ def test_the_llm_bench_runs_each_method_and_writes_its_section(tmp_path):
         assert run["pruned_blocks"] == 1 and run["weights"] == 7
         assert run["perplexity"] > runs["dense", "-"]["perplexity"]
     assert runs["wanda", "2:4"]["perplexity"] < runs["magnitude", "2:4"]["perplexity"]
-    assert "## A pretrained LLM, one shot" in (tmp_path / "RESULTS.md").read_text()
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## A pretrained LLM, one shot" in text
+    assert (tmp_path / llm.CURVE).exists() and llm.CURVE in text
+    quantized = results["llm_quantize"]
+    modes = ("float32", *llm.QUANTIZE_MODES)
+    assert [(r["model"], r["mode"]) for r in quantized["rows"]] == [
+        (m, q) for m in ("dense", "pruned") for q in modes
+    ]
+    assert 0 < quantized["nonzeros"] < quantized["weights"]
+    by = {(r["model"], r["mode"]): r for r in quantized["rows"]}
+    for mode in modes:  # quantization shrinks what Keras holds; pruning leaves it the same
+        assert by["pruned", mode]["bytes_dense"] == by["dense", mode]["bytes_dense"]
+        assert np.isfinite(by["pruned", mode]["perplexity"])
+    assert by["dense", "int4"]["bytes_dense"] < by["dense", "int8"]["bytes_dense"]
+    assert by["dense", "int8"]["bytes_dense"] < by["dense", "float32"]["bytes_dense"] / 3
+    assert "### Prune, then quantize with Keras" in text
