@@ -153,3 +153,41 @@ def test_verbose_one_shows_a_progress_bar_per_block_and_two_a_line_per_weight(ca
     assert capsys.readouterr() == ("", "")
     with pytest.raises(ValueError, match="verbose"):
         tfprune.prune_one_shot(model, data, 0.5, verbose=3)
+
+
+def test_weights_that_read_one_tensor_share_one_product(monkeypatch):
+    # A Llama block's query, key and value projections read one tensor, and so do its gate
+    # and up projections: 4 Gram products per block and batch for its 7 weights.
+    import keras_hub
+
+    from tfprune.calibration import statistics
+
+    products = []
+    own = statistics.Statistics.product
+
+    def counted(self, rows):
+        products.append(self.label)
+        return own(self, rows)
+
+    monkeypatch.setattr(statistics.Statistics, "product", counted)
+    backbone = keras_hub.models.LlamaBackbone(
+        vocabulary_size=64,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+    )
+    ids = np.random.default_rng(0).integers(1, 64, (16, 12))
+    data = {"token_ids": ids, "padding_mask": np.ones_like(ids, dtype=bool)}
+    _, stats = tfprune.prune_one_shot(
+        backbone,
+        data,
+        0.5,
+        layers=["transformer_layer_*"],
+        batch_size=8,
+        in_place=True,
+        return_stats=True,
+    )
+    assert len(stats) == 14 and len(products) == 2 * 2 * 4  # blocks x batches x products
+    assert all(s.rows == 16 * 12 for s in stats)

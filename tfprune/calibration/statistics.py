@@ -62,24 +62,29 @@ class Statistics:
 
     def add(self, rows: Any) -> None:
         """Adds the rows `[rows, inputs]` (numpy, or a backend tensor when `on_backend`)."""
-        self.rows += int(rows.shape[0])
+        self.add_product(self.product(rows), int(rows.shape[0]))
+
+    def product(self, rows: Any) -> Any:
+        """What `rows` add to the sums (`X^T X`, or the squares), for `add_product`: weights
+        that read the same rows share one product."""
         if self.on_backend:
             rows = ops.cast(rows, "float32")
-            part = (
-                ops.matmul(ops.transpose(rows), rows)
-                if self.full
-                else ops.sum(ops.square(rows), axis=0)
-            )
-            self._sum = self._sum + part if ops.is_tensor(self._sum) else part
-            self._read = None
-            return
+            if self.full:
+                return ops.matmul(ops.transpose(rows), rows)
+            return ops.sum(ops.square(rows), axis=0)
         if not np.all(np.isfinite(rows)):
             self._fail()
         rows = rows.astype(np.float64)
-        if self.full:
-            self._sum += rows.T @ rows
+        return rows.T @ rows if self.full else np.einsum("ij,ij->j", rows, rows)
+
+    def add_product(self, part: Any, count: int) -> None:
+        """Adds a `product` of `count` rows."""
+        self.rows += count
+        if self.on_backend:
+            self._sum = self._sum + part if ops.is_tensor(self._sum) else part
+            self._read = None
         else:
-            self._sum += np.einsum("ij,ij->j", rows, rows)
+            self._sum += part  # in place: `_read` is the same array
 
     def _fail(self) -> None:
         raise ValueError(

@@ -397,10 +397,20 @@ def _record(feed, group, settings) -> dict[int, Statistics]:
         readers.setdefault(id(t.source), []).append(t)
         sources[id(t.source)] = t.source
     if viewed:
+        # Layers called on the same tensor (a block's query, key and value projections; its
+        # gate and up projections) read the same rows: one product serves them all.
+        last: dict[str, Any] = {"x": None, "parts": {}}
 
         def record(layer, x):
+            if x is not last["x"]:
+                last["x"], last["parts"] = x, {}
             for t in readers[id(layer)]:
-                stats[id(t)].add(input_rows(t.view, x, on_backend))
+                order = t.view.order
+                key = (t.view.inputs, tuple(order(len(x.shape))) if order else id(t.view))
+                if key not in last["parts"]:
+                    rows = input_rows(t.view, x, on_backend)
+                    last["parts"][key] = (stats[id(t)].product(rows), int(rows.shape[0]))
+                stats[id(t)].add_product(*last["parts"][key])
 
         with Recorder(list(sources.values()), record):
             feed()
