@@ -96,20 +96,25 @@ def perplexity(backbone, ids: np.ndarray, batch_size: int = 8) -> float:
     return float(np.exp(total / count))
 
 
-def one(method: str, target: str, options: dict) -> dict:
-    """One run in this process: load, prune (unless dense), measure."""
-    import tfprune
-
-    start = time.perf_counter()
+def load(options: dict):
+    """`(backbone, calibration, test)`: the pretrained model and the windows of token ids."""
     backbone, file = gguf.load_llama()
-    tok = gguf.tokenizer(file)
     calibration, test = data(
-        tok,
+        gguf.tokenizer(file),
         options["length"],
         options["calibration"],
         options["test_windows"],
         options["test_articles"],
     )
+    return backbone, calibration, test
+
+
+def one(method: str, target: str, options: dict) -> dict:
+    """One run in this process: load, prune (unless dense), measure."""
+    import tfprune
+
+    start = time.perf_counter()
+    backbone, calibration, test = load(options)
     out = {
         "method": method,
         "target": target,
@@ -237,15 +242,7 @@ def quantized(options: dict) -> dict:
 
     import tfprune
 
-    backbone, file = gguf.load_llama()
-    tok = gguf.tokenizer(file)
-    calibration, test = data(
-        tok,
-        options["length"],
-        options["calibration"],
-        options["test_windows"],
-        options["test_articles"],
-    )
+    backbone, calibration, test = load(options)
     batch = options["batch_size"]
     dense = backbone.get_weights()
     method, target = QUANTIZE_PRUNING

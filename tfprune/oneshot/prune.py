@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import keras
@@ -10,22 +9,17 @@ import numpy as np
 
 from tfprune.calibration.data import batches, replayable
 from tfprune.calibration.recorder import Recorder
-from tfprune.calibration.statistics import Statistics, input_rows
 from tfprune.core.selection import LayerSelection
 from tfprune.core.wrap import wrap_model
 from tfprune.masks.magnitude import num_pruned
 from tfprune.masks.patterns import Pattern
 from tfprune.oneshot.blocks import BlockChain, model_feed
-from tfprune.oneshot.experts import prune_experts
+from tfprune.oneshot.groups import needs_data, prune_group, record
 from tfprune.oneshot.owl import exact_counts, group_sparsities, outlier_ratio
 from tfprune.oneshot.solve import (
     MAX_HESSIAN_INPUTS,
     OneShotLayer,
     Settings,
-    check_hessian,
-    describe,
-    magnitude,
-    prune_matrix,
 )
 from tfprune.oneshot.targets import one_shot_targets
 from tfprune.oneshot.wanda import wanda_scores
@@ -198,7 +192,7 @@ def prune_one_shot(
     order = _call_order(pruned, calibration_data, batch_size, targets)
     settings = Settings(method, m_by_n, dampening, block_size, precision)
     feed = model_feed(pruned, calibration_data, batch_size)
-    data_sources = [s for s in order if any(_needs_data(t, method) for t in by_source[id(s)])]
+    data_sources = [s for s in order if any(needs_data(t, method) for t in by_source[id(s)])]
     stats: list[OneShotLayer] = []
     chain = None
     if sequential == "blocks":
@@ -210,17 +204,17 @@ def prune_one_shot(
     if sequential is False:
         # Every weight from the inputs of the dense model.
         everything = [t for s in order for t in by_source[id(s)]]
-        stats += _prune_group(feed, everything, settings, stages, dense=True)
+        stats += prune_group(feed, everything, settings, stages, dense=True)
     elif chain is not None:
         # The weights that need no data first (an embedding: the first block's inputs are
         # read from it), then block by block.
-        needless = [t for s in order for t in by_source[id(s)] if not _needs_data(t, method)]
-        stats += _prune_group(feed, needless, settings, stages)
+        needless = [t for s in order for t in by_source[id(s)] if not needs_data(t, method)]
+        stats += prune_group(feed, needless, settings, stages)
         chain.start()
         bar = _progbar(verbose, len(chain.blocks), "block")
         for i, (block, sources) in enumerate(chain.blocks):
-            group = [t for s in sources for t in by_source[id(s)] if _needs_data(t, method)]
-            stats += _prune_group(chain.feed, group, settings, stages)
+            group = [t for s in sources for t in by_source[id(s)] if needs_data(t, method)]
+            stats += prune_group(chain.feed, group, settings, stages)
             stages(f"block '{block.name}' pruned ({i + 1}/{len(chain.blocks)})")
             if bar is not None:
                 bar.update(i + 1)
@@ -229,7 +223,7 @@ def prune_one_shot(
     else:
         bar = _progbar(verbose, len(order), "layer")
         for i, source in enumerate(order):
-            stats += _prune_group(feed, by_source[id(source)], settings, stages)
+            stats += prune_group(feed, by_source[id(source)], settings, stages)
             if bar is not None:
                 bar.update(i + 1)
     for wrapper in {id(t.wrapper): t.wrapper for t in targets}.values():
@@ -246,7 +240,7 @@ def _owl(pruned, feed, order, by_source, sparsity, data, chain) -> None:
     groups = [list(sources) for _, sources in chain.blocks] if chain else [[s] for s in viewed]
     members = [[t for s in g for t in by_source[id(s)] if t.view is not None] for g in groups]
     scored = [t for group in members for t in group if t.bank is None]
-    stats = _record(feed, scored, Settings("wanda", None, 0.0, 1))
+    stats = record(feed, scored, Settings("wanda", None, 0.0, 1))
     ratios, sizes = [], []
     for group in members:
         scores = []
@@ -352,96 +346,3 @@ def _call_order(model, data, batch_size, targets) -> list[Any]:
         # One row is enough to see the order (a batch where the data come in batches).
         model(next(batches(data, 1)), training=False)
     return list(order.values()) + [s for s in sources if id(s) not in order]
-
-
-def _needs_data(t: Any, method: str) -> bool:
-    return method != "magnitude" and (t.view is not None or t.bank is not None)
-
-
-def _prune_group(feed, group, settings, stages, *, dense=False) -> list[OneShotLayer]:
-    """Prunes the weights of `group` (any number of source layers) from the inputs their
-    layers receive in one `feed`; expert banks each from their own routed feeds, after the
-    other weights are pruned (before, with `dense`: their inputs from the dense layers)."""
-    banks: dict[int, list[Any]] = {}
-    plain = []
-    for t in group:
-        if t.bank is not None and settings.method != "magnitude":
-            banks.setdefault(id(t.bank.layer), []).append(t)
-        else:
-            plain.append(t)
-    start = time.perf_counter()
-    stats = _record(feed, plain, settings)
-    out: list[OneShotLayer] = []
-    if not dense:  # the banks then read their inputs from the pruned layers before them
-        out += _apply(plain, stats, settings, stages, start)
-    for bank_group in banks.values():
-        out += prune_experts(feed, bank_group, settings, stages)
-    if dense:
-        out += _apply(plain, stats, settings, stages, start)
-    return out
-
-
-def _record(feed, group, settings) -> dict[int, Statistics]:
-    """The statistics of the inputs of every weight of `group` that the method reads, from one
-    run of `feed`."""
-    full = settings.method == "sparsegpt"
-    on_backend = settings.precision == "float32"
-    viewed = [t for t in group if _needs_data(t, settings.method)]
-    stats: dict[int, Statistics] = {}
-    readers: dict[int, list[Any]] = {}
-    sources: dict[int, Any] = {}
-    for t in viewed:
-        if full:
-            check_hessian(t.name, t.view.inputs)
-        stats[id(t)] = Statistics(t.view.inputs, full, f"weight '{t.name}'", on_backend)
-        readers.setdefault(id(t.source), []).append(t)
-        sources[id(t.source)] = t.source
-    if viewed:
-        # Layers called on the same tensor (a block's query, key and value projections; its
-        # gate and up projections) read the same rows: one product serves them all.
-        last: dict[str, Any] = {"x": None, "parts": {}}
-
-        def record(layer, x):
-            if x is not last["x"]:
-                last["x"], last["parts"] = x, {}
-            for t in readers[id(layer)]:
-                order = t.view.order
-                key = (t.view.inputs, tuple(order(len(x.shape))) if order else id(t.view))
-                if key not in last["parts"]:
-                    rows = input_rows(t.view, x, on_backend)
-                    last["parts"][key] = (stats[id(t)].product(rows), int(rows.shape[0]))
-                stats[id(t)].add_product(*last["parts"][key])
-
-        with Recorder(list(sources.values()), record):
-            feed()
-    return stats
-
-
-def _apply(group, stats, settings, stages, start) -> list[OneShotLayer]:
-    """Prunes each weight of `group` from its statistics (by magnitude where it has none)."""
-    out = []
-    for t in group:
-        values = np.asarray(keras.ops.convert_to_numpy(t.target.weight), np.float64)
-        s = stats.get(id(t))
-        rule = t.wrapper.rule
-        solve_start = time.perf_counter()
-        if s is None:
-            done = magnitude(rule, t.target, values, t.sparsity)
-        else:
-            done = prune_matrix(rule, t.target, t.view, values, s, t.sparsity, settings)
-        solved = time.perf_counter() - solve_start
-        t.target.assign(done.keep, done.values)
-        row = OneShotLayer(
-            t.name,
-            settings.method if s is not None else "magnitude",
-            t.view.inputs if t.view else None,
-            s.rows if s is not None else 0,
-            done.sparsity,
-            done.error,
-            done.error_without_update,
-            time.perf_counter() - start,
-            solve_seconds=solved,
-        )
-        out.append(row)
-        stages(describe(row))
-    return out
